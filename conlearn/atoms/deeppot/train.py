@@ -1,0 +1,174 @@
+"""Training a DeepPot: Adam on deepmd-kit's energy/force/virial loss, with checkpoints.
+
+``OUT/checkpoint.pt`` is written atomically every ``save_freq`` steps (model, optimizer,
+step, random states); re-running into the same ``OUT`` resumes from it and reproduces the
+uninterrupted run. ``OUT/model.pt`` is the finished model, ``OUT/lcurve.out`` and
+``OUT/lcurve.png`` the learning curve.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ..dataset import energy_shift, load_systems
+from ..system import System
+from .config import TrainConfig
+from .data import FrameSet, sel_from_data, stat_graphs
+from .lcurve import LCurve
+from .loss import ExpDecay, energy_loss, prefactors
+from .model import DeepPot, default_device, load_model
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device(default_device())
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device '{name}' requested but CUDA is not available here")
+    return dev
+
+
+def build_model(cfg: TrainConfig, systems: list[System], init_model: str | Path | None = None) -> DeepPot:
+    """A new model with statistics and energy bias from ``systems``, or ``init_model``'s weights."""
+    type_map = list(cfg.model.type_map)
+    if init_model is not None:
+        model = load_model(init_model)
+        if model.type_map != type_map:
+            raise ValueError(f"init model {init_model} has type_map {model.type_map}, config has {type_map}")
+        return model
+    sel = cfg.model.descriptor.sel
+    if isinstance(sel, str):
+        factor = float(sel.split(":")[1]) if ":" in sel else 1.1
+        sel = sel_from_data(systems, type_map, cfg.model.descriptor.rcut, factor)
+    if len(sel) != len(type_map):
+        raise ValueError(f"descriptor.sel has {len(sel)} entries but type_map {type_map} has {len(type_map)}")
+    model = DeepPot(cfg.spec(sel))
+    fs = FrameSet(systems, type_map=type_map, rcut=model.spec.rcut, sel=model.spec.sel)
+    sums = sum(model.descriptor.stat_sums(g) for g in stat_graphs(fs, 10 * cfg.model.data_stat_nbatch))
+    model.descriptor.set_stats(sums)
+    with torch.no_grad():
+        model.bias_atom_e.copy_(torch.as_tensor(energy_shift(systems, type_map)))
+    return model
+
+
+def validate(model: DeepPot, fs: FrameSet, batches) -> dict:
+    """RMSEs over ``batches`` (a list of Batch): rmse_e per atom, rmse_f, rmse_v per atom."""
+    se = sf = sv = 0.0
+    ne = nf = nv = 0
+    for b in batches:
+        out = model.evaluate(b.graph, virial=b.virial is not None)
+        if b.energy is not None:
+            se += float((((out["energy"] - b.energy) / b.n_atoms) ** 2).sum()); ne += len(b.energy)
+        if b.forces is not None:
+            sf += float(((out["forces"] - b.forces) ** 2).sum()); nf += b.forces.numel()
+        if b.virial is not None:
+            sv += float((((out["virial"] - b.virial) / b.n_atoms) ** 2).sum()); nv += b.virial.numel()
+    res = {}
+    if ne: res["rmse_e"] = (se / ne) ** 0.5
+    if nf: res["rmse_f"] = (sf / nf) ** 0.5
+    if nv: res["rmse_v"] = (sv / nv) ** 0.5
+    return res
+
+
+class Trainer:
+    """Runs one training described by a TrainConfig into ``out_dir``."""
+
+    def __init__(self, cfg: TrainConfig, out_dir: str | Path, *, init_model=None,
+                 train_systems: list[System] | None = None, valid_systems: list[System] | None = None,
+                 log=None):
+        self.cfg, self.out = cfg, Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        t = cfg.training
+        self.device = resolve_device(t.device)
+        self.train_systems = train_systems if train_systems is not None else load_systems(t.training_data.systems, base_dir=cfg.base_dir)
+        if valid_systems is None and t.validation_data is not None:
+            valid_systems = load_systems(t.validation_data.systems, base_dir=cfg.base_dir)
+        self.valid_systems = valid_systems or []
+        self.ckpt_path = self.out / "checkpoint.pt"
+        self.seed = t.seed if t.seed is not None else 0
+        self.step = 0
+        self.wall_before = 0.0
+        if self.ckpt_path.exists():
+            ck = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
+            self.model = DeepPot.deserialize(ck["model"])
+            self.log(f"resuming from {self.ckpt_path} at step {ck['step']}")
+        else:
+            ck = None
+            self.model = build_model(cfg, self.train_systems, init_model)
+        self.model.to(self.device)
+        spec = self.model.spec
+        kw = dict(type_map=spec.type_map, rcut=spec.rcut, sel=spec.sel, dtype=self.model.dtype, device=self.device)
+        self.train_set = FrameSet(self.train_systems, batch_size=t.training_data.batch_size, seed=self.seed, **kw)
+        self.valid_set = None
+        if self.valid_systems:
+            vb = t.validation_data.batch_size if t.validation_data else 1
+            self.valid_set = FrameSet(self.valid_systems, batch_size=vb, seed=self.seed + 1, **kw)
+        self.sched = ExpDecay(cfg.learning_rate, t.numb_steps)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=self.sched(0))
+        if ck is not None:
+            self.opt.load_state_dict(ck["optimizer"])
+            self.step, self.wall_before = ck["step"], ck.get("wall_s", 0.0)
+            self.train_set.rng.bit_generator.state = ck["rng_train"]
+            if self.valid_set is not None and ck.get("rng_valid"):
+                self.valid_set.rng.bit_generator.state = ck["rng_valid"]
+            torch.set_rng_state(ck["rng_torch"])
+
+    def save_checkpoint(self, wall_s: float) -> None:
+        ck = {
+            "model": self.model.serialize(), "optimizer": self.opt.state_dict(), "step": self.step,
+            "wall_s": wall_s, "rng_train": self.train_set.rng.bit_generator.state,
+            "rng_valid": self.valid_set.rng.bit_generator.state if self.valid_set else None,
+            "rng_torch": torch.get_rng_state(),
+        }
+        tmp = self.ckpt_path.with_suffix(".tmp")
+        torch.save(ck, tmp)
+        tmp.replace(self.ckpt_path)
+
+    def train_step(self, lr: float) -> dict:
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        batch = self.train_set.sample()
+        prefs = prefactors(self.cfg.loss, lr, self.cfg.learning_rate.start_lr)
+        want_v = batch.virial is not None and prefs[2] > 0
+        pred = self.model.evaluate(batch.graph, virial=want_v, create_graph=True)
+        loss, rmse = energy_loss(pred, batch, prefs)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return rmse
+
+    def valid_batches(self):
+        n = self.cfg.training.validation_data.numb_btch if self.cfg.training.validation_data else 1
+        return [self.valid_set.sample() for _ in range(n)]
+
+    def run(self) -> Path:
+        """Train to ``numb_steps`` (or ``max_wall_s``); returns the path of ``model.pt``."""
+        t = self.cfg.training
+        lc = LCurve(self.out / t.disp_file, resume=self.step > 0)
+        start = time.perf_counter() - self.wall_before
+        wall = lambda: time.perf_counter() - start  # noqa: E731
+        last, last_wall = self.step, wall()
+        while self.step < t.numb_steps:
+            lr = self.sched(self.step)
+            rmse = self.train_step(lr)
+            self.step += 1
+            done = self.step >= t.numb_steps or (t.max_wall_s is not None and wall() >= t.max_wall_s)
+            if self.step % t.disp_freq == 0 or self.step == 1 or done:
+                val = validate(self.model, self.valid_set, self.valid_batches()) if self.valid_set else {}
+                lc.write(self.step, val, rmse, lr, wall())
+                rate = (self.step - last) / max(1e-9, wall() - last_wall)
+                self.log(lc.summary(self.step, t.numb_steps, val, rmse, lr, rate))
+                last, last_wall = self.step, wall()
+            if self.step % t.save_freq == 0 or done:
+                self.save_checkpoint(wall())
+            if done:
+                break
+        lc.close()
+        lc.plot(self.out / "lcurve.png")
+        self.model.save(self.out / "model.pt", steps=self.step, wall_s=wall())
+        return self.out / "model.pt"

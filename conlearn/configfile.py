@@ -1,0 +1,100 @@
+"""Read a YAML or JSON config file into a pydantic model, with errors naming file, line and key.
+
+Keys that start with ``_`` (deepmd-kit's ``_comment``) are dropped before validation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message lists every problem with its line."""
+
+
+def _lines(node, prefix=(), out=None) -> dict[tuple, int]:
+    """Map each key path (tuple of keys/indices) to its 1-based line in the file."""
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            path = prefix + (k.value,)
+            out[path] = k.start_mark.line + 1
+            _lines(v, path, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            out[prefix + (i,)] = v.start_mark.line + 1
+            _lines(v, prefix + (i,), out)
+    return out
+
+
+def _strip_comments(data):
+    if isinstance(data, dict):
+        return {k: _strip_comments(v) for k, v in data.items() if not str(k).startswith("_")}
+    if isinstance(data, list):
+        return [_strip_comments(v) for v in data]
+    return data
+
+
+def read_raw(path: str | Path) -> tuple[dict, dict[tuple, int]]:
+    """The file's data (comments dropped) and the line of every key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text()
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML/JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return _strip_comments(data), _lines(node)
+
+
+def _allowed(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names allowed at the parent of ``loc`` (best effort through nested models)."""
+    cls = model
+    for part in loc[:-1]:
+        field = cls.model_fields.get(part) if isinstance(part, str) else None
+        ann = getattr(field, "annotation", None)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            cls = ann
+        else:
+            return []
+    return sorted(cls.model_fields)
+
+
+def validate(model: type[M], data: dict, *, source: str = "<config>",
+             lines: dict[tuple, int] | None = None) -> M:
+    """Validate ``data``; every error names ``source:line``, the dotted key and what is allowed."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        msgs = []
+        for e in err.errors():
+            loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            key = ".".join(str(p) for p in loc) or "(top level)"
+            line = None
+            for n in range(len(loc), 0, -1):
+                if lines and loc[:n] in lines:
+                    line = lines[loc[:n]]
+                    break
+            where = f"{source}:{line}" if line else source
+            if e["type"] == "extra_forbidden":
+                allowed = _allowed(model, loc)
+                msgs.append(f"{where}: unknown key '{key}'; allowed here: {allowed}")
+            else:
+                msgs.append(f"{where}: {key}: {e['msg']} (got {e.get('input')!r})")
+        raise ConfigError("invalid config:\n  " + "\n  ".join(msgs)) from None
+
+
+def load_config(path: str | Path, model: type[M]) -> M:
+    """Read and validate ``path`` (YAML or JSON) as ``model``."""
+    data, lines = read_raw(path)
+    return validate(model, data, source=str(path), lines=lines)

@@ -1,0 +1,91 @@
+"""Multilayer perceptrons with deepmd-kit's residual conventions.
+
+``EmbeddingNet``: tanh layers; a layer whose width equals its input's (``x + φ``) or
+doubles it (``[x, x] + φ``) is residual, as in deepmd-kit's embedding nets.
+``FittingNet``: tanh hidden layers, residual where widths match, optionally scaled by a
+trainable per-neuron time step (``resnet_dt``: ``x + dt ⊙ φ``), then a linear output.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def _init_linear(layer: nn.Linear, generator: torch.Generator, bias_std: float = 1.0) -> None:
+    """deepmd-kit's initialisation: W ~ N(0, 1/sqrt(n_in + n_out)), b ~ N(0, bias_std)."""
+    n_out, n_in = layer.weight.shape
+    with torch.no_grad():
+        w = torch.randn(layer.weight.shape, generator=generator, dtype=torch.float64)
+        layer.weight.copy_(w / math.sqrt(n_in + n_out))
+        b = torch.randn(layer.bias.shape, generator=generator, dtype=torch.float64)
+        layer.bias.copy_(b * bias_std)
+
+
+class EmbeddingNet(nn.Module):
+    """``[..., n_in] -> [..., neuron[-1]]`` with tanh activations and deepmd residuals."""
+
+    def __init__(self, n_in: int, neuron: list[int], *, resnet_dt: bool = False,
+                 dtype: torch.dtype = torch.float64, seed: int = 0):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        widths = [n_in, *neuron]
+        self.layers = nn.ModuleList()
+        self.kinds: list[int] = []  # 0 plain, 1 same width, 2 doubled width
+        self.dts = nn.ParameterList()
+        for a, b in zip(widths[:-1], widths[1:]):
+            lin = nn.Linear(a, b, dtype=dtype)
+            _init_linear(lin, gen)
+            self.layers.append(lin)
+            self.kinds.append(1 if b == a else 2 if b == 2 * a else 0)
+            if resnet_dt:
+                dt = 0.1 + 0.001 * torch.randn(b, generator=gen, dtype=torch.float64)
+                self.dts.append(nn.Parameter(dt.to(dtype)))
+        self.resnet_dt = resnet_dt
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for k, (lin, kind) in enumerate(zip(self.layers, self.kinds)):
+            y = torch.tanh(lin(x))
+            if self.resnet_dt:
+                y = y * self.dts[k]
+            if kind == 1:
+                x = x + y
+            elif kind == 2:
+                x = torch.cat([x, x], dim=-1) + y
+            else:
+                x = y
+        return x
+
+
+class FittingNet(nn.Module):
+    """``[..., n_in] -> [...]``: tanh hidden layers (residual where widths match) and a linear output."""
+
+    def __init__(self, n_in: int, neuron: list[int], *, resnet_dt: bool = True,
+                 dtype: torch.dtype = torch.float64, seed: int = 0):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        widths = [n_in, *neuron]
+        self.hidden = nn.ModuleList()
+        self.residual: list[bool] = []
+        self.dts = nn.ParameterList()
+        for a, b in zip(widths[:-1], widths[1:]):
+            lin = nn.Linear(a, b, dtype=dtype)
+            _init_linear(lin, gen)
+            self.hidden.append(lin)
+            self.residual.append(a == b)
+            dt = 0.1 + 0.001 * torch.randn(b, generator=gen, dtype=torch.float64)
+            self.dts.append(nn.Parameter(dt.to(dtype), requires_grad=resnet_dt))
+        self.resnet_dt = resnet_dt
+        self.out = nn.Linear(widths[-1], 1, dtype=dtype)
+        _init_linear(self.out, gen)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for lin, res, dt in zip(self.hidden, self.residual, self.dts):
+            y = torch.tanh(lin(x))
+            if res:
+                x = x + (y * dt if self.resnet_dt else y)
+            else:
+                x = y
+        return self.out(x).squeeze(-1)
