@@ -115,6 +115,10 @@ def central_derivative(f: Callable[[float], float], h: float) -> float:
     return (8.0 * (f(h) - f(-h)) - (f(2 * h) - f(-2 * h))) / (12.0 * h)
 
 
+def _or(value, default):
+    return default if value is None else value
+
+
 def _has_stress(calc, atoms: Atoms) -> bool:
     return bool(atoms.pbc.all()) and atoms.cell.rank == 3 and \
         "stress" in getattr(calc, "implemented_properties", ())
@@ -133,26 +137,23 @@ def _evaluate(calc, atoms: Atoms, stress: bool = False) -> dict:
 
 def _rel_error(got, expected, rtol: float, atol: float) -> tuple[float, tuple, float]:
     """(relative error, index of the worst entry, scale) -- see module docstring."""
-    got, expected = np.atleast_1d(got), np.atleast_1d(expected)
-    diff = np.abs(got - expected)
-    scale = max(float(np.max(np.abs(expected), initial=0.0)), atol / rtol if rtol > 0 else 0.0)
-    worst = np.unravel_index(int(np.argmax(diff)), diff.shape)
-    err = float(diff[worst]) / scale if scale > 0 else float(diff[worst]) * np.inf
-    return (0.0 if diff[worst] == 0 else err), worst, scale
+    diff = np.abs(np.atleast_1d(got) - np.atleast_1d(expected))
+    scale = max(float(np.max(np.abs(expected))), atol / rtol)
+    worst = np.unravel_index(int(np.argmax(diff)), diff.shape)  # a NaN wins: it fails
+    return float(diff[worst]) / scale if diff[worst] else 0.0, worst, scale
 
 
-def _where(key: str, index: tuple, atoms: Atoms | None) -> str:
+def _where(key: str, index: tuple, atoms: Atoms) -> str:
     if key == "forces":
         atom = int(index[0])
-        sym = f" ({atoms[atom].symbol})" if atoms is not None and atom < len(atoms) else ""
-        return f"forces atom {atom}{sym} component {_XYZ[index[1]]}"
+        return f"forces atom {atom} ({atoms[atom].symbol}) component {_XYZ[index[1]]}"
     if key == "stress":
         return f"stress component {_XYZ[index[0]]}{_XYZ[index[1]]}"
     return key
 
 
 def _compare(name, expected: dict, got: dict, rtol: float, atols: Callable[[str], float],
-             atoms: Atoms | None, prefix: str = "") -> CheckResult:
+             atoms: Atoms, prefix: str = "") -> CheckResult:
     """Compare ``got`` against ``expected`` on their common keys."""
     rows = []
     for key in ("energy", "forces", "stress"):
@@ -170,8 +171,7 @@ def _compare(name, expected: dict, got: dict, rtol: float, atols: Callable[[str]
 def _worst(name: str, rows: Sequence[tuple[float, float, str]]) -> CheckResult:
     """Combine criteria ``(error, tolerance, message)``: the check fails if any
     fails; it reports the largest error/tolerance ratio and lists the other failures."""
-    ratio = [e / t if t > 0 else np.inf * (e > 0) for e, t, _ in rows]
-    order = np.argsort(ratio)[::-1]
+    order = np.argsort([e / t for e, t, _ in rows])[::-1]
     err, tol, msg = rows[order[0]]
     others = [rows[i][2] for i in order[1:] if rows[i][0] > rows[i][1]]
     return CheckResult(name, err, tol, all(e <= t for e, t, _ in rows),
@@ -190,11 +190,12 @@ def check_forces_fd(calc, atoms: Atoms, delta: float | None = None, rtol: float 
         n_atoms: check a random subset of this many atoms (None: all).
         seed: seed of the subset.
     The error is ``max|F_fd - F| / max(max|F|, atol/rtol)`` over the checked
-    atoms, where ``max|F|`` runs over all atoms.
+    atoms, where ``max|F|`` runs over all atoms. A calculator with a step in
+    its energy (e.g. ASE's EMT truncates its Fermi cutoff at ``rc_list``)
+    fails where a pair distance lies within ``2 * delta`` of the step.
     """
     tol = tolerances(precision)
-    delta, rtol = delta or tol.delta, rtol or tol.fd_rtol
-    atol = tol.fd_atol_forces if atol is None else atol
+    delta, rtol, atol = _or(delta, tol.delta), _or(rtol, tol.fd_rtol), _or(atol, tol.fd_atol_forces)
     forces = _evaluate(calc, atoms)["forces"]
     n = len(atoms)
     idx = np.arange(n) if n_atoms is None or n_atoms >= n else \
@@ -228,8 +229,7 @@ def check_virial_fd(calc, atoms: Atoms, delta: float | None = None, rtol: float 
     if not (atoms.pbc.all() and atoms.cell.rank == 3):
         raise ValueError("check_virial_fd needs a fully periodic 3D cell")
     tol = tolerances(precision)
-    delta, rtol = delta or tol.strain, rtol or tol.fd_rtol
-    atol = tol.fd_atol_stress if atol is None else atol
+    delta, rtol, atol = _or(delta, tol.strain), _or(rtol, tol.fd_rtol), _or(atol, tol.fd_atol_stress)
     stress = _evaluate(calc, atoms, stress=True)["stress"]
     work, pos0, cell0 = atoms.copy(), atoms.get_positions(), atoms.cell.array.copy()
     work.calc = calc
@@ -269,7 +269,7 @@ def check_rotation_invariance(calc, atoms: Atoms, seed: int = 0, rtol: float | N
     expected = {"energy": ref["energy"], "forces": ref["forces"] @ rot.T}
     if stress:
         expected["stress"] = rot @ ref["stress"] @ rot.T
-    return _compare("rotation", expected, got, rtol or tol.rtol, tol.atol, atoms)
+    return _compare("rotation", expected, got, _or(rtol, tol.rtol), tol.atol, atoms)
 
 
 def check_translation_invariance(calc, atoms: Atoms, seed: int = 0, rtol: float | None = None,
@@ -283,7 +283,7 @@ def check_translation_invariance(calc, atoms: Atoms, seed: int = 0, rtol: float 
         moved.wrap()
     stress = _has_stress(calc, atoms)
     ref, got = _evaluate(calc, atoms, stress), _evaluate(calc, moved, stress)
-    return _compare("translation", ref, got, rtol or tol.rtol, tol.atol, atoms)
+    return _compare("translation", ref, got, _or(rtol, tol.rtol), tol.atol, atoms)
 
 
 def check_permutation_invariance(calc, atoms: Atoms, seed: int = 0, rtol: float | None = None,
@@ -296,7 +296,7 @@ def check_permutation_invariance(calc, atoms: Atoms, seed: int = 0, rtol: float 
     ref, got = _evaluate(calc, atoms, stress), _evaluate(calc, atoms[perm], stress)
     back = np.empty_like(got["forces"])
     back[perm] = got["forces"]
-    return _compare("permutation", ref, {**got, "forces": back}, rtol or tol.rtol, tol.atol, atoms)
+    return _compare("permutation", ref, {**got, "forces": back}, _or(rtol, tol.rtol), tol.atol, atoms)
 
 
 def check_save_load(calc, reload_fn: Callable, atoms: Atoms, rtol: float = 1e-12,
@@ -304,7 +304,7 @@ def check_save_load(calc, reload_fn: Callable, atoms: Atoms, rtol: float = 1e-12
     """``reload_fn(calc) -> calc`` (save, then load) predicts the same numbers.
 
     Energy, forces (and stress if periodic) agree to ``rtol`` relative with a
-    floor of ``atol/rtol`` in their units; ``rtol=atol=0`` demands bitwise equality.
+    floor of ``atol/rtol`` in their units; ``rtol=0`` demands bitwise equality.
     """
     stress = _has_stress(calc, atoms)
     before = _evaluate(calc, atoms, stress)
@@ -323,7 +323,7 @@ def check_batch_consistency(predict_batch: Callable[[list[Atoms]], list[dict]],
     ``forces`` ``[n_atoms, 3]`` eV/Å, optional ``stress`` 3x3 eV/Å^3) on the
     whole list equals calling it one structure at a time."""
     tol = tolerances(precision)
-    rtol = rtol or tol.rtol
+    rtol = _or(rtol, tol.rtol)
     batched = predict_batch(list(atoms_list))
     if len(batched) != len(atoms_list):
         return CheckResult("batch", np.inf, rtol, False,
@@ -343,11 +343,11 @@ def _jump(name: str, rs, values, inside, atol: float, factor: float, r_cut: floa
     dmax = d.max(axis=1)
     typical = max(float(np.median(dmax[inside])), atol)
     k = int(np.argmax(dmax))
-    what = name
+    what, unit = "energy", "eV"
     if name == "forces":
-        where = _where("forces", divmod(int(np.argmax(d[k])), 3), atoms)
-        what = where.replace("forces atom", "force on atom")
-    msg = (f"{what} changes by {dmax[k]:.3g} between r={rs[k]:.5f} and r={rs[k + 1]:.5f} Å "
+        what, unit = _where("forces", divmod(int(np.argmax(d[k])), 3), atoms), "eV/Å"
+        what = what.replace("forces atom", "force on atom")
+    msg = (f"{what} changes by {dmax[k]:.3g} {unit} between r={rs[k]:.5f} and r={rs[k + 1]:.5f} Å "
            f"(r_cut={r_cut}), {dmax[k] / typical:.3g}x the typical step {typical:.3g}")
     return dmax[k] / typical, factor, msg
 
@@ -371,7 +371,7 @@ def check_cutoff_smoothness(calc, make_atoms: Callable[[float], Atoms], r_cut: f
        ``r_far`` (the isolated value; default ``2 * r_cut``) to ``rtol``.
     """
     tol = tolerances(precision)
-    factor, rtol = jump_factor or tol.jump_factor, rtol or tol.rtol
+    factor, rtol = _or(jump_factor, tol.jump_factor), _or(rtol, tol.rtol)
     k = np.arange(max(1, int(round(width / step))))
     rs = np.concatenate([r_cut - (k[::-1] + 0.5) * step, r_cut + (k + 0.5) * step])
     samples = [_evaluate(calc, make_atoms(float(r))) for r in rs]

@@ -62,11 +62,11 @@ def validate(model: DeepPot, fs: FrameSet, batches) -> dict:
     for b in batches:
         out = model.evaluate(b.graph, virial=b.virial is not None)
         if b.energy is not None:
-            se += float((((out["energy"] - b.energy) / b.n_atoms) ** 2).sum()); ne += len(b.energy)
+            se += float((((out["energy"].detach() - b.energy) / b.n_atoms) ** 2).sum()); ne += len(b.energy)
         if b.forces is not None:
-            sf += float(((out["forces"] - b.forces) ** 2).sum()); nf += b.forces.numel()
+            sf += float(((out["forces"].detach() - b.forces) ** 2).sum()); nf += b.forces.numel()
         if b.virial is not None:
-            sv += float((((out["virial"] - b.virial) / b.n_atoms) ** 2).sum()); nv += b.virial.numel()
+            sv += float((((out["virial"].detach() - b.virial) / b.n_atoms) ** 2).sum()); nv += b.virial.numel()
     res = {}
     if ne: res["rmse_e"] = (se / ne) ** 0.5
     if nf: res["rmse_f"] = (sf / nf) ** 0.5

@@ -1,4 +1,4 @@
-"""Local atomic environments for the GP force field: anchored 2- and 3-body clusters.
+"""Local atomic environments for the GP force field: the 2- and 3-body clusters of atoms.
 
 The energy of a structure is modelled as a sum of cluster energies (FLARE, Vandermause et
 al., npj Comput. Mater. 6, 20 (2020))::
@@ -6,17 +6,22 @@ al., npj Comput. Mater. 6, 20 (2020))::
     E = sum_{pairs p} phi2(p) + sum_{triplets t} phi3(t)
 
 A pair is two atoms closer than ``r_cut2``; a triplet is three atoms whose three distances
-are all below ``r_cut3`` (FLARE's definition).  The *environment* of atom ``i`` holds every
-cluster that contains ``i``, written with ``i`` as vertex 0 (the anchor).  Then
+are all below ``r_cut3`` (FLARE's definition).  The *environment* of atom ``i`` is the set
+of clusters that contain ``i``; then
 
-* the force on ``i`` is ``-sum_{clusters anchored at i} d phi / d x_0`` (only the anchor
-  moves), which is exactly ``-dE/dx_i`` also when ``i`` meets its own periodic image;
-* the local energy ``eps_i = sum_{anchored clusters} phi / n_body`` sums to ``E``.
+* the force on ``i`` is ``-sum_{clusters} sum_{vertices v that are i} d phi / d x_v``
+  (a cluster may hold ``i`` twice, as itself and as a periodic image);
+* the local energy ``eps_i = sum_{clusters} (number of vertices that are i) phi / n_body``,
+  and ``sum_i eps_i = E``.
 
-Edges: a pair has one edge (0, 1); a triplet has edges (0, 1), (0, 2), (1, 2).  Edge
-vectors are ``x_b - x_a`` in Å.  Clusters are stored sorted by anchor.
+Each physical cluster is stored once (FLARE stores it once per atom it contains), with
+``owner[c, v]`` the environment of vertex ``v`` (``-1`` for atoms without one here): a
+frame's pair kernel grid shrinks 4x and its triplet grid 9x.
 
-Cutoffs (smooth, value and slope vanish at ``r_c``), one factor per edge, multiplied:
+Edges: a pair has one edge (0, 1); a triplet has edges (0, 1), (0, 2), (1, 2); an edge
+vector ``(a, b)`` is ``x_b - x_a`` in Å.
+
+Cutoffs (smooth: value and slope vanish at ``r_c``), one factor per edge, multiplied:
 
 * ``"quadratic"`` (FLARE's default): ``(1 - r/r_c)^2`` — FLARE's ``(r_c - r)^2`` divided by
   ``r_c^2`` so that ``f(0) = 1``; the constant is absorbed into the signal ``sigma``.
@@ -25,7 +30,7 @@ Cutoffs (smooth, value and slope vanish at ``r_c``), one factor per edge, multip
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -54,18 +59,18 @@ EDGES = {2: ((0, 1),), 3: ((0, 1), (0, 2), (1, 2))}
 
 @dataclass
 class Clusters:
-    """Clusters of one body order, anchored at their environment's central atom.
+    """Clusters of one body order, each stored once.
 
     Attributes:
-        env: ``[N]`` int, environment (anchor) index, non-decreasing.
-        species: ``[N, n_body]`` int atomic numbers, anchor first.
+        owner: ``[N, n_body]`` int, environment index of each vertex, -1 if it has none.
+        species: ``[N, n_body]`` int atomic numbers.
         vec: ``[N, m, 3]`` Å, edge vectors (``m = 1`` for pairs, 3 for triplets).
         dist: ``[N, m]`` Å, edge lengths (the descriptor).
         fcut: ``[N]`` product of the edge cutoff factors (dimensionless).
         dfcut: ``[N, m]`` 1/Å, derivative of ``fcut`` with respect to each edge length.
     """
 
-    env: np.ndarray
+    owner: np.ndarray
     species: np.ndarray
     vec: np.ndarray
     dist: np.ndarray
@@ -77,27 +82,21 @@ class Clusters:
         return self.species.shape[1]
 
     def __len__(self) -> int:
-        return len(self.env)
+        return len(self.owner)
 
-    def anchor_jacobian(self) -> np.ndarray:
-        """``[N, n_body - 1, 3]`` d(edge length)/d(anchor position) of the edges at vertex 0."""
-        k = self.n_body - 1
-        return -self.vec[:, :k] / self.dist[:, :k, None]
-
-    def take(self, mask: np.ndarray, env_map: np.ndarray) -> "Clusters":
-        """The clusters where ``mask`` holds, with env indices renamed by ``env_map``."""
-        return Clusters(env_map[self.env[mask]], self.species[mask], self.vec[mask],
-                        self.dist[mask], self.fcut[mask], self.dfcut[mask])
+    def take(self, keep: np.ndarray, owner: np.ndarray) -> "Clusters":
+        """Clusters ``keep`` (mask or indices) with new ``owner`` rows for them."""
+        return Clusters(owner, *(getattr(self, f.name)[keep] for f in fields(self)[1:]))
 
 
-def _clusters(env, species, vec, rc, cutoff) -> Clusters:
+def _clusters(owner, species, vec, rc, cutoff) -> Clusters:
     dist = np.linalg.norm(vec, axis=-1)
     f, df = CUTOFFS[cutoff](dist, rc)
     fcut = np.prod(f, axis=1)
     # d(prod_e f_e)/d r_k = df_k * prod_{e != k} f_e
     dfcut = np.stack([df[:, k] * np.prod(np.delete(f, k, axis=1), axis=1)
                       for k in range(f.shape[1])], axis=1)
-    return Clusters(env, species, vec, dist, fcut, dfcut)
+    return Clusters(owner, species, vec, dist, fcut, dfcut)
 
 
 @dataclass
@@ -108,7 +107,7 @@ class Environments:
         numbers: ``[n_envs]`` atomic numbers of the central atoms.
         atom: ``[n_envs]`` index of the central atom in its frame.
         frame: ``[n_envs]`` frame index (0 for a single frame; renumbered by ``concat``).
-        pairs, triplets: the anchored clusters (see the module docstring).
+        pairs, triplets: the clusters (see the module docstring).
         r_cut2, r_cut3: Å; cutoff: name of the cutoff function.
         n_frame_atoms: ``[n_frames]`` atoms in each frame (a frame energy needs all of them).
     """
@@ -138,14 +137,13 @@ class Environments:
     def subset(self, idx) -> "Environments":
         """The environments ``idx`` (in that order) of the same frames."""
         idx = np.asarray(idx, dtype=np.int64).reshape(-1)
-        env_map = np.full(len(self), -1, dtype=np.int64)
+        env_map = np.full(len(self) + 1, -1, dtype=np.int64)  # slot -1 maps -1 to -1
         env_map[idx] = np.arange(len(idx))
 
         def pick(c: Clusters) -> Clusters:
-            sub = c.take(env_map[c.env] >= 0, env_map)
-            order = np.argsort(sub.env, kind="stable")
-            return Clusters(*(getattr(sub, f)[order] for f in
-                              ("env", "species", "vec", "dist", "fcut", "dfcut")))
+            owner = env_map[c.owner]
+            keep = (owner >= 0).any(axis=1)
+            return c.take(keep, owner[keep])
 
         return replace(self, numbers=self.numbers[idx], atom=self.atom[idx],
                        frame=self.frame[idx], pairs=pick(self.pairs),
@@ -165,10 +163,10 @@ class Environments:
 
         def join(name: str) -> Clusters:
             parts = [getattr(e, name) for e in items]
-            return Clusters(
-                np.concatenate([c.env + o for c, o in zip(parts, env_off)]),
-                *(np.concatenate([getattr(c, f) for c in parts])
-                  for f in ("species", "vec", "dist", "fcut", "dfcut")))
+            owner = np.concatenate([np.where(c.owner >= 0, c.owner + o, -1)
+                                    for c, o in zip(parts, env_off)])
+            return Clusters(owner, *(np.concatenate([getattr(c, f.name) for c in parts])
+                                     for f in fields(Clusters)[1:]))
 
         return replace(
             first,
@@ -179,55 +177,99 @@ class Environments:
             n_frame_atoms=np.concatenate([e.n_frame_atoms for e in items]))
 
 
+def _lattice_shifts(diff, cell, pbc) -> np.ndarray:
+    """Integer ``S [P, 3]`` with ``diff = S @ cell`` (zero along non-periodic directions)."""
+    shifts = np.zeros((len(diff), 3), dtype=np.int64)
+    pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
+    if cell is not None and pbc.any() and len(diff):
+        rows = np.asarray(cell, dtype=np.float64).reshape(3, 3)[pbc]
+        sol = np.linalg.lstsq(rows.T, diff.T, rcond=None)[0].T
+        shifts[:, pbc] = np.rint(sol).astype(np.int64)
+    return shifts
+
+
+def _unique_clusters(atoms: np.ndarray, shifts: np.ndarray):
+    """Each physical cluster once: ``atoms [T, n]``, ``shifts [T, n, 3]`` (images) of the
+    vertices; translations and vertex orderings of one cluster collapse to one row."""
+    if len(atoms) == 0:
+        return atoms, shifts
+    n = atoms.shape[1]
+    span = 2 * int(np.abs(shifts).max()) + 1
+    base = 2 * span + 1
+    best = None
+    for v in range(n):  # candidate origin vertex; the smallest sorted code list wins
+        s = shifts - shifts[:, v:v + 1] + span
+        code = np.sort(((atoms * base + s[..., 0]) * base + s[..., 1]) * base + s[..., 2], axis=1)
+        if best is None:
+            best = code
+            continue
+        differ = code != best
+        first = np.argmax(differ, axis=1)
+        rows = np.arange(len(code))
+        less = differ.any(axis=1) & (code[rows, first] < best[rows, first])
+        best[less] = code[less]
+    best = np.unique(best, axis=0)
+    s = np.stack([(best // base**p) % base for p in (2, 1, 0)], axis=-1) - span
+    return best // base**3, s
+
+
 def environments(positions, cell, pbc, numbers, r_cut2: float, r_cut3: float,
                  atoms=None, cutoff: str = "quadratic") -> Environments:
-    """Anchored pairs and triplets of the chosen atoms of one frame.
+    """The pairs and triplets that contain the chosen atoms of one frame.
 
     Args:
         positions: ``[n_atoms, 3]`` Å.  cell: ``[3, 3]`` Å rows, or None.  pbc: ``[3]`` bool.
         numbers: ``[n_atoms]`` atomic numbers.
-        r_cut2, r_cut3: Å, pair and triplet cutoffs (``r_cut3 <= r_cut2`` is usual, not needed).
+        r_cut2, r_cut3: Å, pair and triplet cutoffs.
         atoms: indices of the central atoms (default: all, in order).
         cutoff: a key of ``CUTOFFS``.
     """
     if cutoff not in CUTOFFS:
         raise ValueError(f"unknown cutoff {cutoff!r}; choose one of {sorted(CUTOFFS)}")
+    positions = np.asarray(positions, dtype=np.float64)
     numbers = np.asarray(numbers, dtype=np.int64).reshape(-1)
     n_atoms = len(numbers)
     atoms = np.arange(n_atoms) if atoms is None else np.asarray(atoms, dtype=np.int64)
-    nl = neighbor_pairs(positions, cell, pbc, max(r_cut2, r_cut3))
     env_of = np.full(n_atoms, -1, dtype=np.int64)
     env_of[atoms] = np.arange(len(atoms))
+    nl = neighbor_pairs(positions, cell, pbc, max(r_cut2, r_cut3))
     keep = env_of[nl.i] >= 0
-    env, j, vec = env_of[nl.i[keep]], nl.j[keep], nl.vec[keep]
-    order = np.argsort(env, kind="stable")
-    env, j, vec = env[order], j[order], vec[order]
+    i, j, vec = nl.i[keep], nl.j[keep], nl.vec[keep]
+    order = np.argsort(i, kind="stable")
+    i, j, vec = i[order], j[order], vec[order]
+    shift = _lattice_shifts(vec - (positions[j] - positions[i]), cell, pbc)
     dist = np.linalg.norm(vec, axis=1)
-    centre = numbers[atoms]
+    zero = np.zeros_like(shift)
 
     p = dist < r_cut2
-    pairs = _clusters(env[p], np.stack([centre[env[p]], numbers[j[p]]], axis=1),
-                      vec[p][:, None, :], r_cut2, cutoff)
+    pair_atoms, pair_shifts = _unique_clusters(np.stack([i[p], j[p]], axis=1),
+                                               np.stack([zero[p], shift[p]], axis=1))
 
-    # triplets: two neighbours (a < b in the list) of the same anchor, all distances < r_cut3
+    # triplets: two neighbours (a < b in the list) of one atom, all distances < r_cut3
     t = np.flatnonzero(dist < r_cut3)
-    e3 = env[t]
-    end = np.searchsorted(e3, e3, side="right")
-    count = end - np.arange(len(t)) - 1
+    it = i[t]
+    count = np.searchsorted(it, it, side="right") - np.arange(len(t)) - 1
     a = np.repeat(np.arange(len(t)), count)
     b = a + 1 + np.arange(len(a)) - np.repeat(np.cumsum(count) - count, count)
     ta, tb = t[a], t[b]
-    v01, v02 = vec[ta], vec[tb]
-    v12 = v02 - v01
-    ok = np.linalg.norm(v12, axis=1) < r_cut3
+    ok = np.linalg.norm(vec[tb] - vec[ta], axis=1) < r_cut3
     ta, tb = ta[ok], tb[ok]
-    triplets = _clusters(
-        env[ta], np.stack([centre[env[ta]], numbers[j[ta]], numbers[j[tb]]], axis=1),
-        np.stack([v01[ok], v02[ok], v12[ok]], axis=1), r_cut3, cutoff)
-    return Environments(numbers=centre, atom=atoms, frame=np.zeros(len(atoms), dtype=np.int64),
-                        pairs=pairs, triplets=triplets, r_cut2=float(r_cut2),
-                        r_cut3=float(r_cut3), cutoff=cutoff,
-                        n_frame_atoms=np.array([n_atoms], dtype=np.int64))
+    tri_atoms, tri_shifts = _unique_clusters(np.stack([i[ta], j[ta], j[tb]], axis=1),
+                                             np.stack([zero[ta], shift[ta], shift[tb]], axis=1))
+
+    box = np.zeros((3, 3)) if cell is None else np.asarray(cell, dtype=np.float64).reshape(3, 3)
+
+    def build(at, sh, rc):
+        x = positions[at] + sh @ box  # [N, n, 3] vertex positions
+        vecs = np.stack([x[:, b] - x[:, a] for a, b in EDGES[at.shape[1]]], axis=1)
+        return _clusters(env_of[at], numbers[at], vecs, rc, cutoff)
+
+    return Environments(
+        numbers=numbers[atoms], atom=atoms, frame=np.zeros(len(atoms), dtype=np.int64),
+        pairs=build(pair_atoms.reshape(-1, 2), pair_shifts.reshape(-1, 2, 3), r_cut2),
+        triplets=build(tri_atoms.reshape(-1, 3), tri_shifts.reshape(-1, 3, 3), r_cut3),
+        r_cut2=float(r_cut2), r_cut3=float(r_cut3), cutoff=cutoff,
+        n_frame_atoms=np.array([n_atoms], dtype=np.int64))
 
 
 def atoms_environments(atoms, r_cut2: float, r_cut3: float, indices=None,

@@ -15,7 +15,8 @@ Every label is a linear functional of the cluster energies,
 * ``"force"``: rows ``3 * n_envs`` (env-major, then x, y, z) — ``v_c = -J_c`` with ``J_c``
   the derivative of the anchor edges' lengths with respect to the anchor position;
 * ``"local_energy"``: rows ``n_envs`` — ``w_c = 1 / n_body`` for the env's clusters;
-* ``"energy"``: rows ``n_frames`` — the sum of the local energies of a frame.
+* ``"energy"``: rows ``n_frames`` — the sum of the local energies of a frame;
+* a tuple of these names: their rows stacked in that order (one pass over the clusters).
 
 So ``cov(L, L') = sum_{c, d} [w w' k + w (dk/dr_d).v' + v.(dk/dr_c) w' + v.(d2k/dr_c dr_d).v']``,
 evaluated with analytic derivatives on dense ``[chunk, M]`` cluster grids and contracted
@@ -66,30 +67,55 @@ def _species_weights(zc, zd, n_body):
             for _, atom_perms in PERMS[n_body]]
 
 
-def functional(c: Clusters, envs: Environments, kind: str):
-    """Sparse matrices of one label kind over clusters ``c`` of ``envs``.
+def _functional(c: Clusters, envs: Environments, kind: str):
+    """Sparse matrices of one label kind over the clusters ``c`` of ``envs``.
 
-    Returns ``(W, V)``: ``W`` ``[rows, N]`` (value weights) or None, and ``V`` a list over
-    anchor edges ``k`` of ``[rows, N]`` matrices (weights of ``d phi/d r_k``) or None.
+    Returns ``(W, V)`` for the labels as functionals of the cutoff-free GP ``g``
+    (``phi = fcut * g``): ``W`` ``[rows, N]`` weights of ``g``, ``V`` a list over edges ``e``
+    of ``[rows, N]`` weights of ``dg/dr_e`` (None for energies).
     """
     n, nb = len(c), c.n_body
-    cols = np.arange(n)
+    edges = EDGES[nb]
+    v_own, v_vert = np.nonzero(c.owner >= 0)  # (cluster, vertex) occurrences of envs
+    owner = c.owner[v_own, v_vert]
     if kind == "force":
-        jac = c.anchor_jacobian()
-        rows = (3 * c.env[:, None] + np.arange(3)).ravel()
-        return None, [sp.csc_matrix((-jac[:, k].ravel(), (rows, np.repeat(cols, 3))),
-                                    shape=(3 * len(envs), n)) for k in range(nb - 1)]
+        unit = c.vec / c.dist[..., None]
+        V = []
+        for e, (a, b) in enumerate(edges):
+            # force on the owner of vertex v: -d r_e / d x_v = -(+-unit_e)
+            sign = np.where(v_vert == b, -1.0, np.where(v_vert == a, 1.0, 0.0))
+            data = sign[:, None] * unit[v_own, e]
+            rows = 3 * owner[:, None] + np.arange(3)
+            V.append(sp.csc_matrix((data.ravel(), (rows.ravel(), np.repeat(v_own, 3))),
+                                   shape=(3 * len(envs), n)))
+        W = sum(Ve @ sp.diags(c.dfcut[:, e]) for e, Ve in enumerate(V))
+        return sp.csc_matrix(W), [sp.csc_matrix(Ve @ sp.diags(c.fcut)) for Ve in V]
     if kind == "local_energy":
-        rows, n_rows = c.env, len(envs)
+        rows, n_rows_ = owner, len(envs)
     elif kind == "energy":
-        rows, n_rows = envs.frame[c.env], envs.n_frames
+        rows, n_rows_ = envs.frame[owner], envs.n_frames
     else:
         raise ValueError(f"unknown label kind {kind!r}; choose one of {KINDS}")
-    return sp.csc_matrix((np.full(n, 1.0 / nb), (rows, cols)), shape=(n_rows, n)), None
+    W = sp.csc_matrix((c.fcut[v_own] / nb, (rows, v_own)), shape=(n_rows_, n))
+    return W, None
 
 
-def n_rows(envs: Environments, kind: str) -> int:
-    """Number of labels of ``kind`` for ``envs``."""
+def functional(c: Clusters, envs: Environments, kind):
+    """``_functional`` of one kind, or of a tuple of kinds with their rows stacked."""
+    if isinstance(kind, str):
+        return _functional(c, envs, kind)
+    parts = [_functional(c, envs, k) for k in kind]
+    m = max(len(v or ()) for _, v in parts)
+    W = sp.vstack([w for w, _ in parts], format="csc")
+    V = [sp.vstack([v[e] if v else sp.csc_matrix(w.shape) for w, v in parts], format="csc")
+         for e in range(m)]
+    return W, V or None
+
+
+def n_rows(envs: Environments, kind) -> int:
+    """Number of labels of ``kind`` (a name or a tuple of names) for ``envs``."""
+    if not isinstance(kind, str):
+        return sum(n_rows(envs, k) for k in kind)
     return {"force": 3 * len(envs), "local_energy": len(envs), "energy": envs.n_frames}[kind]
 
 
@@ -172,33 +198,25 @@ class NBodyKernel:
         kl, kr = len(va or ()), len(vb or ())
         C = 2 if grad else 1
         ra, rb = n_rows(a, kind_a), n_rows(b, kind_b)
-        l0 = np.zeros((C, ra, len(cb))) if wb is not None else None
-        ll = np.zeros((kr, C, ra, len(cb)))
+        left = np.zeros((1 + kr, C, ra, len(cb)))  # contracted on the left; slot 0 for wb
         step = max(1, CHUNK // max(len(cb), 1))
         for s0 in range(0, len(ca) * (len(cb) > 0), step):
             s = slice(s0, min(s0 + step, len(ca)))
             weights = _species_weights(ca.species[s], cb.species, self.body)
             G, Gc, Gd, Gcd = _pieces(ca.dist[s], cb.dist, weights, self.length, kl, kr, grad)
-            fc, dfc = ca.fcut[s, None], ca.dfcut[s]
-            fd, dfd = cb.fcut[None, :], cb.dfcut
-            if wb is not None:
-                if wa is not None:
-                    l0 += _spmm(wa[:, s], fc * fd * G)
-                for k in range(kl):
-                    l0 += _spmm(va[k][:, s], fd * (dfc[:, k, None] * G + fc * Gc[k]))
+            vas = [v[:, s] for v in va or ()]
+            was = wa[:, s]
+            left[0] += _spmm(was, G)
+            for k in range(kl):
+                left[0] += _spmm(vas[k], Gc[k])
             for l in range(kr):
-                if wa is not None:
-                    ll[l] += _spmm(wa[:, s], fc * (dfd[None, :, l] * G + fd * Gd[l]))
+                left[1 + l] += _spmm(was, Gd[l])
                 for k in range(kl):
-                    dk, dl = dfc[:, k, None], dfd[None, :, l]
-                    ll[l] += _spmm(va[k][:, s], dk * dl * G + dk * fd * Gd[l]
-                                   + fc * dl * Gc[k] + fc * fd * Gcd[k][l])
+                    left[1 + l] += _spmm(vas[k], Gcd[k][l])
         out = np.zeros((C, ra, rb))
         for c in range(C):
-            if wb is not None:
-                out[c] += (wb @ l0[c].T).T
-            for l in range(kr):
-                out[c] += (vb[l] @ ll[l, c].T).T
+            for slot, m in enumerate([wb] + list(vb or ())):
+                out[c] += (m @ left[slot, c].T).T
         K = self.sigma**2 * out[0]
         if not grad:
             return K
