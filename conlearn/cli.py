@@ -49,7 +49,42 @@ def cmd_test(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(Path(args.out))
+    return run_demo(Path(args.out), resources=args.resources)
+
+
+def _executor(resources: str | None):
+    from .exec.resources import build_executor, load_resources, resources_from_dict
+
+    if resources:
+        return build_executor(load_resources(resources))
+    return build_executor(resources_from_dict({"cluster": {"kind": "processes", "workers": os.cpu_count() or 1}}))
+
+
+def cmd_run(args) -> int:
+    from .atoms.dpgen.config import read_run_config
+    from .atoms.dpgen.progress import ConsoleProgress
+    from .atoms.dpgen.run import run
+
+    cfg = read_run_config(args.config)
+    out = Path(args.out or Path(args.config).with_suffix("").name + "_run")
+    with _executor(args.resources) as ex:
+        report = run(cfg, out, ex, observers=[ConsoleProgress()])
+    print(json.dumps(json.loads((out / "summary.json").read_text()), indent=1)[:2000])
+    return 0 if report.iterations else 1
+
+
+def cmd_status(args) -> int:
+    from .atoms.dpgen.report import status_text
+
+    print(status_text(Path(args.run)))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .atoms.dpgen.report import write_report
+
+    print(f"report written to {write_report(Path(args.run))}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,9 +104,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", default=None, help="directory for parity plots")
     s.add_argument("--device", default=None)
     s.set_defaults(func=cmd_test)
-    d = sub.add_parser("demo", help="the embedded default job")
+    d = sub.add_parser("demo", help="the embedded default job (Al, EMT reference)")
     d.add_argument("--out", default="runs/demo")
+    d.add_argument("--resources", default=None, help="resources YAML (default: local processes)")
     d.set_defaults(func=cmd_demo)
+    r = sub.add_parser("run", help="run (or resume) a concurrent-learning loop")
+    r.add_argument("config")
+    r.add_argument("--out", "-o", default=None, help="run directory (default: CONFIG_run)")
+    r.add_argument("--resources", default=None, help="resources YAML: where tasks run")
+    r.set_defaults(func=cmd_run)
+    st = sub.add_parser("status", help="what a run has done so far")
+    st.add_argument("run")
+    st.set_defaults(func=cmd_status)
+    rp = sub.add_parser("report", help="write RUN/report.html with the plots")
+    rp.add_argument("run")
+    rp.set_defaults(func=cmd_report)
     return p
 
 

@@ -1,33 +1,58 @@
 """``conlearn demo``: the embedded default job.
 
-Trains a DeepPot-SE on the water data shipped beside the project (../shared/data/water)
-for a few minutes, then tests it on the held-out system and prints the table.
+Aluminium with ASE's EMT as the reference: DP-GEN-style concurrent learning over fcc/hcp/bcc
+bulk and (100)/(111) slabs, 50-1500 K, 0-5 GPa (``conlearn/examples/al_emt.yaml``); then the
+final committee is tested against EMT on held-out MD at every exploration condition.
+Writes ``OUT/summary.json`` and the committee as ``OUT/models/model_K.pt``.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import sys
+import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+CONFIG = Path(__file__).resolve().parent / "examples" / "al_emt.yaml"
 
 
-def run_demo(out: Path) -> int:
-    from .atoms.dataset import load_systems
-    from .atoms.deeppot.config import read_train_config
-    from .atoms.deeppot.evaluate import score_models
+def run_demo(out: Path, resources: str | None = None, config: Path = CONFIG) -> int:
     from .atoms.deeppot.model import load_model
-    from .atoms.deeppot.train import Trainer
+    from .atoms.dpgen.config import read_run_config
+    from .atoms.dpgen.heldout import heldout_errors
+    from .atoms.dpgen.progress import ConsoleProgress
+    from .atoms.dpgen.run import conditions_for, run
+    from .atoms.reference import build_reference
+    from .cli import _executor
 
-    cfg_path = ROOT / "examples" / "water" / "demo.yaml"
-    cfg = read_train_config(cfg_path)
-    out = Path(out)
-    model_path = Trainer(cfg, out).run()
-    valid = load_systems(cfg.training.validation_data.systems, base_dir=cfg.base_dir)
-    res = score_models([load_model(model_path)], valid, plot_dir=out)
-    print(f"\nDeepPot-SE on water: held-out frames {res['n_frames']}")
-    print(f"  energy RMSE {1000 * res['energy_rmse_per_atom']:.2f} meV/atom")
-    print(f"  force RMSE  {res['force_rmse']:.4f} eV/Å")
-    print(f"model {model_path}; learning curve {out / 'lcurve.png'}; parity {res.get('plot')}")
-    (out / "summary.json").write_text(json.dumps(res, indent=1))
+    t0 = time.perf_counter()
+    cfg = read_run_config(config)
+    out = Path(out).resolve()
+    with _executor(resources) as ex:
+        report = run(cfg, out, ex, observers=[ConsoleProgress()])
+    models_dir = out / "models"
+    models_dir.mkdir(exist_ok=True)
+    paths = []
+    for k, m in enumerate(report.models):
+        paths.append(models_dir / f"model_{k}.pt")
+        shutil.copyfile(m.model_paths[0], paths[-1])
+    ho = cfg.heldout
+    conds = conditions_for(cfg)(10**6)  # the final exploration stage's grid
+    errors = heldout_errors([load_model(p) for p in paths], conds, build_reference(cfg.reference),
+                            n_frames=ho.n_frames if ho else 10, n_steps=ho.n_steps if ho else 400)
+    summary = json.loads((out / "summary.json").read_text())
+    summary["heldout_force_rmse"] = {k: v["force_rmse"] for k, v in errors.items()}
+    summary["heldout"] = errors
+    summary["wall_s"] = time.perf_counter() - t0
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(f"\n{'condition':28s} {'force RMSE eV/Å':>16s} {'mean ε_f eV/Å':>14s}")
+    for name, e in errors.items():
+        print(f"{name:28s} {e['force_rmse']:16.4f} {e['max_devi_f']:14.4f}")
+    worst = max(errors.items(), key=lambda kv: kv[1]["force_rmse"])
+    print(f"\nworst held-out condition: {worst[0]} ({worst[1]['force_rmse']:.4f} eV/Å)")
+    print(f"explored {summary['explored_frames']} frames, labelled {summary['labelled_frames']} "
+          f"({100 * (summary['labelled_fraction'] or 0):.3f}%) + {summary['initial_frames']} initial; "
+          f"engine overhead {100 * summary['overhead_fraction']:.2f}%; wall {summary['wall_s']:.0f} s")
+    print(f"summary: {out / 'summary.json'}; models: {models_dir}", file=sys.stderr)
     return 0

@@ -79,8 +79,8 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, out_dir: str | Path, *, init_model=None,
                  train_systems: list[System] | None = None, valid_systems: list[System] | None = None,
-                 log=None):
-        self.cfg, self.out = cfg, Path(out_dir)
+                 log=None, plot: bool = True):
+        self.cfg, self.out, self.plot = cfg, Path(out_dir), plot
         self.out.mkdir(parents=True, exist_ok=True)
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         t = cfg.training
@@ -169,6 +169,7 @@ class Trainer:
             if done:
                 break
         lc.close()
-        lc.plot(self.out / "lcurve.png")
+        if self.plot:
+            lc.plot(self.out / "lcurve.png")
         self.model.save(self.out / "model.pt", steps=self.step, wall_s=wall())
         return self.out / "model.pt"

@@ -1,0 +1,96 @@
+"""MD exploration with a DeepPot committee (DP-GEN's ``model_devi`` stage).
+
+Dynamics are driven by committee member 0 (as DP-GEN drives LAMMPS with ``graph.000``);
+every ``trj_freq`` steps the frame is evaluated by the whole committee and recorded with
+its force deviation ε_f = max_i sqrt(<|f_i - f̄_i|²>) (eV/Å) and virial deviation
+(eV/atom). Ensembles: NVT (Langevin, BAOAB) and NPT (BAOAB with a Langevin-Hoover
+barostat, hydrostatic), both from ASE. Structures not periodic in all three directions
+are run NVT. A trajectory stops early ("blew up") when atoms overlap, a neighbour count
+exceeds ``sel``, or ε_f exceeds ``stop_devi_f``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from ase import units
+from ase.io import write
+from ase.md.langevinbaoab import LangevinBAOAB
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+from ...core.records import Candidate, Condition, ExploredBatch, TaskContext, TrainResult
+from ..calculator import DeepPotCalculator
+from ..deeppot.model import load_model
+from ..frames import atoms_to_frame, frame_to_atoms
+from ..neighbors import NeighborError
+
+GPA = units.GPa  # eV/Å³ per GPa
+
+
+@dataclass(frozen=True)
+class MDExplorer:
+    """Explorer protocol over MD. Condition params (all JSON values)::
+
+        structure: frame dict (positions Å, cell Å, numbers, pbc) — the starting point
+        temperature: K;  pressure: GPa or None (NVT);  n_steps;  dt_fs;  trj_freq
+    """
+
+    stop_devi_f: float = 2.0
+    write_trajectory: bool = True
+
+    def explore(self, models: Sequence[TrainResult], condition: Condition, ctx: TaskContext) -> ExploredBatch:
+        p = condition.params
+        committee = [load_model(r.model_paths[0]) for r in models]
+        driver = DeepPotCalculator(committee[0])
+        judge = DeepPotCalculator(committee)
+        atoms = frame_to_atoms(p["structure"])
+        atoms.calc = driver
+        rng = np.random.default_rng(ctx.seed)
+        temperature = float(p["temperature"])
+        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+        Stationary(atoms)
+        npt = p.get("pressure") is not None and bool(np.all(atoms.pbc))
+        kw = dict(externalstress=-float(p["pressure"]) * GPA, hydrostatic=True) if npt else {}
+        dt = float(p.get("dt_fs", 2.0)) * units.fs
+        dyn = LangevinBAOAB(atoms, dt, temperature_K=temperature, T_tau=100 * units.fs,
+                            P_tau=1000 * units.fs if npt else None, rng=rng, **kw)
+        trj_freq, n_steps = int(p.get("trj_freq", 10)), int(p["n_steps"])
+        candidates, traj, blew_up = [], [], None
+        t0 = time.perf_counter()
+
+        def record() -> None:
+            nonlocal blew_up
+            step = dyn.nsteps
+            res = judge.predict([atoms])[0]
+            devi = {k: res[k] for k in res if "devi" in k}
+            frame = atoms_to_frame(atoms, meta={"condition": condition.name, "step": step,
+                                                "temperature": float(atoms.get_temperature()), **devi})
+            candidates.append(Candidate(deviation=float(devi["max_devi_f"]), payload=frame, meta=dict(frame["meta"])))
+            traj.append(atoms.copy())
+            if not np.isfinite(devi["max_devi_f"]) or devi["max_devi_f"] > self.stop_devi_f:
+                blew_up = f"max_devi_f {devi['max_devi_f']:.3g} eV/Å > {self.stop_devi_f} at step {step}"
+
+        try:
+            record()
+            while dyn.nsteps < n_steps and blew_up is None:
+                dyn.run(min(trj_freq, n_steps - dyn.nsteps))
+                record()
+        except NeighborError as err:  # overlapping atoms or sel overflow: the model failed here
+            blew_up = f"step {dyn.nsteps}: {err}"
+        meta = {"n_steps": int(dyn.nsteps), "n_frames": len(candidates), "ensemble": "npt" if npt else "nvt",
+                "wall_s": time.perf_counter() - t0, "blew_up": blew_up}
+        if self.write_trajectory and traj:
+            out = Path(ctx.workdir)
+            write(out / "traj.extxyz", traj)
+            devi = np.array([[c.meta["step"], c.meta["max_devi_f"], c.meta["avg_devi_f"], c.meta["min_devi_f"],
+                              c.meta.get("max_devi_v", np.nan)] for c in candidates])
+            np.savetxt(out / "model_devi.out", devi, fmt="%12.6g",
+                       header="step max_devi_f avg_devi_f min_devi_f max_devi_v  (eV/Å, eV/atom)")
+            (out / "meta.json").write_text(json.dumps(meta))
+            meta["trajectory"] = str(out / "traj.extxyz")
+        return ExploredBatch(condition=condition, candidates=tuple(candidates), meta=meta)

@@ -1,0 +1,151 @@
+"""Build and run an atomistic concurrent-learning loop from a RunConfig (``conlearn run``).
+
+Stage 0 labels the initial data (perturbed, strained structures) through the executor,
+each frame recorded in the run's manifest (``init/label/NNNNNN``); then the generic
+:class:`~conlearn.core.loop.BatchLoop` iterates train → explore → select → label.
+Everything is recorded as it finishes, so re-running the same command resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ...core.loop import BatchLoop, LoopSettings
+from ...core.manifest import Manifest
+from ...core.records import Candidate, Condition, TaskContext, derive_seed
+from ...core.selection import TrustWindowSelector
+from ...core.tasks import label_with_retries, run_task
+from ..frames import atoms_to_frame
+from ..initial import build_structures, perturbed_frames
+from ..labeler import ASELabeler
+from ..reference import ReferenceSpec
+from .config import RunConfig
+from .explorer import MDExplorer
+from .trainer import DeepPotTrainer
+
+
+def structures(cfg: RunConfig) -> dict[str, object]:
+    """name -> ASE Atoms of every configured structure."""
+    return dict(build_structures(cfg.structures))
+
+
+def initial_candidates(cfg: RunConfig) -> list[Candidate]:
+    out = []
+    for s, (name, atoms) in enumerate(structures(cfg).items()):
+        frames = perturbed_frames(atoms, cfg.initial.n_frames_per_structure, cell_strain=cfg.initial.cell_strain,
+                                  atom_displacement=cfg.initial.atom_displacement,
+                                  seed=derive_seed(cfg.loop.seed, f"init/{name}"))
+        for k, f in enumerate(frames):
+            f.setdefault("meta", {}).update(structure=name, initial=k)
+            out.append(Candidate(deviation=0.0, payload=f, key=f"init/{name}/{k:04d}"))
+    return out
+
+
+def label_initial(cfg: RunConfig, run_dir: Path, executor, log=print) -> list[dict]:
+    """Label the initial frames (recorded one by one); returns the good labels, in order."""
+    labeler = ASELabeler(ReferenceSpec.model_validate(cfg.reference))
+    cands = initial_candidates(cfg)
+    results: dict[str, object] = {}
+    with Manifest(run_dir) as man:
+        pending = {}
+        for i, c in enumerate(cands):
+            key = f"init/label/{i:06d}"
+            if key in man:
+                results[key] = man.load(key)
+                continue
+            ctx = TaskContext(key=key, iteration=-1, index=i, seed=derive_seed(cfg.loop.seed, key),
+                              workdir=str(man.workdir(key)))
+            fut = executor.submit(run_task, label_with_retries, ctx, labeler, c, cfg.loop.label_retries,
+                                  cfg.loop.label_timeout_s, kind="label", key=key)
+            pending[fut] = key
+        if pending:
+            log(f"labelling {len(pending)} initial frames ({len(results)} already recorded)")
+        for fut in executor.as_completed(list(pending)):
+            key = pending[fut]
+            out = fut.result()
+            man.record(key, out.value, meta={"seconds": out.seconds, "ok": out.value.ok})
+            results[key] = out.value
+    labels = [results[f"init/label/{i:06d}"] for i in range(len(cands))]
+    bad = [r for r in labels if not r.ok]
+    for r in bad:
+        log(f"initial frame {r.candidate_key} quarantined: {r.reason}")
+    return [r.payload for r in labels if r.ok]
+
+
+def conditions_for(cfg: RunConfig):
+    """``iteration -> [Condition]``: structures × temperatures × pressures of the stage."""
+    structs = structures(cfg)
+
+    def grid(iteration: int) -> list[Condition]:
+        st = cfg.stage_for(iteration)
+        names = list(structs) if st.structures == "all" else list(st.structures)
+        unknown = [n for n in names if n not in structs]
+        if unknown:
+            raise ValueError(f"exploration structures {unknown} not among {list(structs)}")
+        out = []
+        for name in names:
+            atoms = structs[name]
+            periodic = bool(np.all(atoms.pbc))
+            for T in st.temperatures:
+                for P in (st.pressures if periodic else [None]):
+                    label = f"{name}-T{T:g}" + ("" if P is None else f"-P{P:g}")
+                    out.append(Condition(label, {
+                        "structure": atoms_to_frame(atoms), "temperature": T, "pressure": P,
+                        "n_steps": st.n_steps, "dt_fs": st.dt_fs, "trj_freq": st.trj_freq}))
+            # slabs: pressures do not apply, each temperature appears once
+        return list({c.name: c for c in out}.values())
+
+    return grid
+
+
+def build_loop(cfg: RunConfig, run_dir: Path, executor, initial_data: list, observers=()) -> BatchLoop:
+    t = cfg.training
+    trainer = DeepPotTrainer(model=cfg.model_section(), numb_steps=t.numb_steps,
+                             reuse_numb_steps=t.reuse_numb_steps, reuse_start_lr=t.reuse_start_lr,
+                             learning_rate=dict(t.learning_rate), loss=dict(t.loss), disp_freq=t.disp_freq)
+    s = cfg.selection
+    selector = TrustWindowSelector(lo=s.trust_lo, hi=s.trust_hi, threshold=s.converge_fraction,
+                                   max_select=s.max_select, order=s.order)
+    settings = LoopSettings(n_models=t.n_models, max_iterations=cfg.loop.max_iterations,
+                            label_retries=cfg.loop.label_retries, label_timeout_s=cfg.loop.label_timeout_s,
+                            seed=cfg.loop.seed)
+    return BatchLoop(trainer=trainer, explorer=MDExplorer(), selector=selector,
+                     labeler=ASELabeler(ReferenceSpec.model_validate(cfg.reference)),
+                     conditions=conditions_for(cfg), initial_data=initial_data, run_dir=run_dir,
+                     executor=executor, settings=settings, observers=observers)
+
+
+def run(cfg: RunConfig, run_dir: str | Path, executor, observers=(), log=print):
+    """Initial labels, then the loop; writes ``run_dir/summary.json``; returns the LoopReport."""
+    run_dir = Path(run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(cfg.model_dump_json(indent=1))
+    t0 = time.perf_counter()
+    initial = label_initial(cfg, run_dir, executor, log=log)
+    report = build_loop(cfg, run_dir, executor, initial, observers).run()
+    summary = run_summary(report, n_initial=len(initial), wall_s=time.perf_counter() - t0)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return report
+
+
+def run_summary(report, n_initial: int, wall_s: float) -> dict:
+    explored = sum(it.selection.n_explored for it in report.iterations)
+    labelled = report.n_labelled
+    return {
+        "converged": report.converged,
+        "iterations": len(report.iterations),
+        "explored_frames": explored,
+        "labelled_frames": labelled,
+        "initial_frames": n_initial,
+        "labelled_fraction": labelled / explored if explored else None,
+        "quarantined": [q.summary() for q in report.quarantined],
+        "overhead_fraction": report.timing.overhead_fraction,
+        "timing": report.timing.summary(),
+        "models": [m.model_paths[0] for m in report.models],
+        "wall_s": wall_s,
+        "per_iteration": [it.summary() for it in report.iterations],
+    }

@@ -1,0 +1,71 @@
+"""Frames as plain dicts: the payload atomistic tasks pass between loop stages.
+
+A frame is a picklable, JSON-friendly-after-``tolist`` dict of numpy arrays::
+
+    numbers   [n]      int, atomic numbers
+    positions [n, 3]   Å
+    cell      [3, 3]   Å, rows are lattice vectors (zeros when not periodic)
+    pbc       [3]      bool
+    energy    float    eV            (labelled frames)
+    forces    [n, 3]   eV/Å          (labelled frames)
+    virial    [3, 3]   eV            (labelled periodic frames; = -stress · volume)
+    meta      dict     free-form provenance (condition, step, deviation, ...)
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+from ase import Atoms
+from ase.data import chemical_symbols
+
+from .system import System
+
+
+def atoms_to_frame(atoms: Atoms, meta: dict | None = None) -> dict:
+    """An unlabelled frame from ASE Atoms."""
+    return {
+        "numbers": np.asarray(atoms.numbers, dtype=np.int64).copy(),
+        "positions": np.asarray(atoms.positions, dtype=np.float64).copy(),
+        "cell": np.asarray(atoms.cell.array, dtype=np.float64).copy(),
+        "pbc": np.asarray(atoms.pbc, dtype=bool).copy(),
+        "meta": dict(meta or {}),
+    }
+
+
+def frame_to_atoms(frame: dict) -> Atoms:
+    """ASE Atoms from a frame (labels are not attached)."""
+    return Atoms(numbers=frame["numbers"], positions=frame["positions"], cell=frame["cell"], pbc=frame["pbc"])
+
+
+def is_finite(frame: dict) -> bool:
+    """True when every label present is finite."""
+    return all(np.all(np.isfinite(frame[k])) for k in ("energy", "forces", "virial") if frame.get(k) is not None)
+
+
+def frames_to_systems(frames: list[dict], type_map: list[str], name: str = "frames") -> list[System]:
+    """Group labelled frames by (ordered atoms, pbc) into Systems (deepmd's unit of training data)."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for f in frames:
+        groups[(tuple(int(z) for z in f["numbers"]), tuple(bool(p) for p in f["pbc"]))].append(f)
+    index = {s: k for k, s in enumerate(type_map)}
+    systems = []
+    for (numbers, pbc), fs in groups.items():
+        symbols = [chemical_symbols[z] for z in numbers]
+        unknown = sorted(set(symbols) - set(index))
+        if unknown:
+            raise ValueError(f"element(s) {unknown} in {name} are not in the type_map {type_map}")
+        has_v = all(f.get("virial") is not None for f in fs) and all(pbc)
+        systems.append(System(
+            type_map=list(type_map),
+            types=np.array([index[s] for s in symbols]),
+            coords=np.stack([f["positions"] for f in fs]),
+            cells=np.stack([f["cell"] for f in fs]) if any(pbc) else None,
+            pbc=np.array(pbc),
+            energies=np.array([f["energy"] for f in fs]),
+            forces=np.stack([f["forces"] for f in fs]),
+            virials=np.stack([f["virial"] for f in fs]) if has_v else None,
+            name=f"{name}[{len(systems)}: {len(numbers)} atoms]",
+        ))
+    return systems
