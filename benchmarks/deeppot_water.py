@@ -102,7 +102,9 @@ def run_conlearn(cfg: dict, budget: float, threads: int, work: Path) -> dict:
 def run_deepmd(cfg: dict, budget: float, threads: int, work: Path) -> dict | None:
     if deepmd_ref.ensure_installed() is None:
         return None
-    calib = deepmd_ref.train(with_steps(cfg, 100000), work / "calib", 40, threads=threads,
+    c = with_steps(cfg, 100000)
+    c["training"].update(disp_freq=5, save_freq=100000)
+    calib = deepmd_ref.train(c, work / "calib", 40, threads=threads,
                              budget_from_first_step=True, extra_env={"NUM_WORKERS": 0})
     c = with_steps(cfg, calib["steps_per_s"] * budget)
     tr = deepmd_ref.train(c, work / "main", budget, threads=threads, budget_from_first_step=True,
