@@ -1,0 +1,43 @@
+"""ASE calculator over a ``GaussianProcess``: energy, forces and their uncertainty."""
+
+from __future__ import annotations
+
+import numpy as np
+from ase.calculators.calculator import Calculator, all_changes
+
+from .gp import GaussianProcess
+
+
+class GPCalculator(Calculator):
+    """Posterior mean of a GP force field, with its epistemic uncertainty.
+
+    Results: ``energy``/``free_energy`` (eV, sum of predicted local energies), ``energies``
+    ``[n_atoms]`` eV, ``forces`` ``[n_atoms, 3]`` eV/Å, ``force_std`` ``[n_atoms, 3]`` eV/Å
+    (posterior standard deviation of each force component, label noise excluded) and
+    ``energies_std`` ``[n_atoms]`` eV.  The energy is zero when atoms are farther apart than
+    the cutoffs; add reference atomic energies outside (e.g. ASE's ``SumCalculator``).
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces"]
+
+    def __init__(self, gp: GaussianProcess, std: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.gp = gp
+        self.std = std
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        out = self.gp.predict(self.gp.environments(self.atoms), std=self.std)
+        self.results = {
+            "energy": float(out["energy"][0]),
+            "free_energy": float(out["energy"][0]),
+            "energies": out["local_energies"],
+            "forces": out["forces"],
+        }
+        if self.std:
+            self.results["force_std"] = out["force_std"]
+            self.results["energies_std"] = out["local_energy_std"]
+
+    def max_force_std(self) -> float:
+        """Largest per-component force std of the last calculation, eV/Å (OTF trigger)."""
+        return float(np.max(self.results["force_std"])) if "force_std" in self.results else np.nan
