@@ -23,7 +23,7 @@ from ase.stress import voigt_6_to_full_3x3_stress
 
 from ..core.records import Candidate, TaskContext
 from .frames import frame_to_atoms
-from .reference import ReferenceSpec
+from .reference import ReferenceSpec, build_reference
 
 _POOL: dict[str, list[Calculator]] = {}  # spec -> idle calculators of this process
 _POOL_LOCK = threading.Lock()
@@ -41,8 +41,6 @@ def _acquire(spec: ReferenceSpec) -> tuple[str, Calculator]:
         idle = _POOL.setdefault(key, [])
         if idle:
             return key, idle.pop()
-    from .reference import build_reference
-
     return key, build_reference(spec)
 
 
@@ -85,9 +83,9 @@ def _labels(calc: Calculator, frame: dict, workdir: str | None) -> dict[str, Any
 def label_frame(frame: dict, spec: ReferenceSpec, key: str = "", workdir: str | None = None) -> dict:
     """A labelled copy of ``frame``: energy, forces, virial (see :func:`_labels`) and meta
     ``reference`` (spec name) and ``label_seconds`` (wall s). Raises :class:`LabelError`."""
-    cache_key, calc = _acquire(spec)
     t0 = time.perf_counter()
     try:
+        cache_key, calc = _acquire(spec)
         labels = _labels(calc, frame, workdir)
     except Exception as err:  # the calculator may be broken now: do not return it to the pool
         raise LabelError(f"reference {spec.name!r} failed on frame {key!r}: "

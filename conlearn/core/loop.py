@@ -7,6 +7,7 @@ One iteration::
     ->  label the selection (parallel; retried, time-limited, NaN-checked, quarantined)
     ->  add the good labels to the data set  ->  next iteration
 
+Task kinds sent to the executor: "train", "explore" (exploration and selection), "label".
 Every task has a stable key (``iter-003/train/001``, ``iter-003/explore/0002``,
 ``iter-003/select``, ``iter-003/label/000017``) and goes through the run directory's
 :class:`~conlearn.core.manifest.Manifest`: a recorded task is replayed from its stored
@@ -126,6 +127,7 @@ class BatchLoop:
         return self._run_stage(it, "explore", "explore", calls)
 
     def select(self, it: int, batches: Sequence[ExploredBatch]) -> Selection:
+        # one small task on the explore resources: recorded, so a restart selects the same items
         calls = [(f"iter-{it:03d}/select", 0, select_task, (self.selector, tuple(batches)))]
         return self._run_stage(it, "select", "explore", calls)[0]
 

@@ -52,8 +52,8 @@ class EmbeddingNet(nn.Module):
                 y = y * self.dts[k]
             if kind == 1:
                 x = x + y
-            elif kind == 2:
-                x = torch.cat([x, x], dim=-1) + y
+            elif kind == 2:  # [x, x] + y without materialising the concatenation
+                x = (y.unflatten(-1, (2, x.shape[-1])) + x.unsqueeze(-2)).flatten(-2)
             else:
                 x = y
         return x

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from conlearn.exec import DaskExecutor, build_executor, resources_from_dict
+from conlearn.exec import DaskExecutor, build_executor, callback_as_completed, resources_from_dict
 
 
 def where(x):
@@ -22,6 +22,9 @@ def test_local_cluster_submit_map_and_errors():
         # same key twice still runs twice (pure=False, unique dask keys)
         a, b = ex.submit(where, 1, key="k"), ex.submit(where, 1, key="k")
         assert a.dask_future.key != b.dask_future.key and a.result()[0] == b.result()[0] == 1
+        # the futures also work with plain done-callbacks (results fetched in Dask's callback thread)
+        futs = [ex.submit(operator.neg, i) for i in range(3)]
+        assert sorted(f.result() for f in callback_as_completed(futs)) == [-2, -1, 0]
 
 
 def test_kinds_are_routed_to_their_own_cluster():
