@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -57,8 +58,10 @@ class MDExplorer:
         npt = p.get("pressure") is not None and bool(np.all(atoms.pbc))
         kw = dict(externalstress=-float(p["pressure"]) * GPA, hydrostatic=True) if npt else {}
         dt = float(p.get("dt_fs", 2.0)) * units.fs
-        dyn = LangevinBAOAB(atoms, dt, temperature_K=temperature, T_tau=100 * units.fs,
-                            P_tau=1000 * units.fs if npt else None, rng=rng, **kw)
+        with warnings.catch_warnings():  # ASE reports its heuristic barostat mass: expected
+            warnings.simplefilter("ignore", UserWarning)
+            dyn = LangevinBAOAB(atoms, dt, temperature_K=temperature, T_tau=100 * units.fs,
+                                P_tau=1000 * units.fs if npt else None, rng=rng, **kw)
         trj_freq, n_steps = int(p.get("trj_freq", 10)), int(p["n_steps"])
         candidates, traj, blew_up = [], [], None
         t0 = time.perf_counter()

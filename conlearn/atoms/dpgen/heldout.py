@@ -7,6 +7,8 @@ frames of the second half are compared with the committee-mean forces (RMSE, eV/
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from ase import units
 from ase.md.langevinbaoab import LangevinBAOAB
@@ -27,8 +29,10 @@ def reference_frames(condition: Condition, reference, n_frames: int, n_steps: in
     Stationary(atoms)
     npt = p.get("pressure") is not None and bool(np.all(atoms.pbc))
     kw = dict(externalstress=-float(p["pressure"]) * units.GPa, hydrostatic=True) if npt else {}
-    dyn = LangevinBAOAB(atoms, float(p.get("dt_fs", 2.0)) * units.fs, temperature_K=T, T_tau=100 * units.fs,
-                        P_tau=1000 * units.fs if npt else None, rng=rng, **kw)
+    with warnings.catch_warnings():  # ASE reports its heuristic barostat mass: expected
+        warnings.simplefilter("ignore", UserWarning)
+        dyn = LangevinBAOAB(atoms, float(p.get("dt_fs", 2.0)) * units.fs, temperature_K=T,
+                            T_tau=100 * units.fs, P_tau=1000 * units.fs if npt else None, rng=rng, **kw)
     dyn.run(n_steps // 2)
     every = max(1, (n_steps - n_steps // 2) // n_frames)
     out = []

@@ -41,3 +41,45 @@ class GPCalculator(Calculator):
     def max_force_std(self) -> float:
         """Largest per-component force std of the last calculation, eV/Å (OTF trigger)."""
         return float(np.max(self.results["force_std"])) if "force_std" in self.results else np.nan
+
+
+class MappedGPCalculator(Calculator):
+    """The GP mean through its spline map (:mod:`conlearn.atoms.gp.mapping`): cost per
+    frame independent of the training set.
+
+    Results: ``energy``/``free_energy`` eV, ``energies`` ``[n_atoms]`` eV, ``forces``
+    ``[n_atoms, 3]`` eV/Å, ``stress`` ``[6]`` eV/Å^3 (ASE Voigt order, periodic cells) and
+    ``mapped`` (False when a frame left the tables and ``gp``'s exact mean was used; there
+    is no stress then).  No uncertainty: ask the GP (``gp.force_std``) when needed.
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+
+    def __init__(self, mapped, gp: GaussianProcess | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.mapped, self.gp = mapped, gp
+        self.n_exact = 0  # frames that needed the exact GP
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        from ase.stress import full_3x3_to_voigt_6_stress
+
+        from .environment import atoms_environments
+
+        super().calculate(atoms, properties, system_changes)
+        m = self.mapped
+        envs = atoms_environments(self.atoms, m.r_cut2, m.r_cut3, cutoff=m.cutoff)
+        mapped = m.covers(envs)
+        if mapped:
+            out = m.predict(envs)
+        elif self.gp is not None:
+            self.n_exact += 1
+            out = self.gp.predict(envs, std=False)
+        else:
+            raise ValueError(f"a distance of this frame is below the mapped range {m.r_min} Å "
+                             "and no exact GP was given to fall back on")
+        self.results = {"energy": float(out["energy"][0]), "free_energy": float(out["energy"][0]),
+                        "energies": out["local_energies"], "forces": out["forces"],
+                        "mapped": mapped}
+        if mapped and self.atoms.pbc.all():
+            stress = -out["virial"] / self.atoms.get_volume()
+            self.results["stress"] = full_3x3_to_voigt_6_stress(stress)

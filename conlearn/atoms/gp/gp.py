@@ -137,6 +137,17 @@ class GaussianProcess:
             out["local_energy_std"] = np.sqrt(np.clip(prior_e - explained[3 * n:], 0, None))
         return out
 
+    def force_std(self, envs: Environments) -> np.ndarray:
+        """Posterior (epistemic) std of each force component ``[n, 3]`` eV/Å, without the
+        mean or the local energies: the cheapest exact uncertainty (the OTF trigger)."""
+        n = len(envs)
+        prior, _ = prior_variances(self.kernels, envs)
+        if not self.n_labels:
+            return np.sqrt(prior)
+        v = sla.solve_triangular(self.L, self.train_kernel(envs, "force"), lower=True)
+        explained = np.einsum("ij,ij->j", v, v).reshape(n, 3)
+        return np.sqrt(np.clip(prior - explained, 0, None))
+
     # ---- hyperparameters ---------------------------------------------------------------
     @property
     def hyper_names(self) -> list[str]:
@@ -182,9 +193,15 @@ class GaussianProcess:
                   (tuple(np.log(length_bounds)) if h.startswith("length") else (None, None))
                   for h in names]
 
+        best = [np.inf]
+
         def objective(log_theta):
             self.set_hyperparameters(np.exp(log_theta), refactorize=False)
-            ll, g = self.log_likelihood(grad=True)
+            try:
+                ll, g = self.log_likelihood(grad=True)
+            except np.linalg.LinAlgError:  # a trial step too far: make the line search back off
+                return abs(best[0]) * 10 + 1e6, np.zeros_like(log_theta)
+            best[0] = min(best[0], -ll)
             return -ll, -g * np.exp(log_theta)
 
         x0 = np.log(self.hyperparameters)

@@ -113,21 +113,21 @@ def run_cli(*args, **kw):
 
 
 def test_kill9_then_resume_reproduces_uninterrupted(tmp_path, small_water):
-    cfg = small_config(*small_water, steps=120)
-    cfg["training"]["save_freq"] = 5
+    cfg = small_config(*small_water, steps=60)
+    cfg["training"]["save_freq"] = 4
     cfg_path = write_cfg(tmp_path / "c.yaml", cfg)
     ref = run_cli("train", str(cfg_path), "-o", str(tmp_path / "ref"), stderr=subprocess.DEVNULL)
     killed = run_cli("train", str(cfg_path), "-o", str(tmp_path / "run"), stderr=subprocess.DEVNULL)
     ck = tmp_path / "run" / "checkpoint.pt"
     deadline = time.time() + 120
     while time.time() < deadline:
-        if ck.exists() and torch.load(ck, weights_only=False)["step"] >= 30:
+        if ck.exists() and torch.load(ck, weights_only=False)["step"] >= 16:
             break
         time.sleep(0.05)
     killed.send_signal(signal.SIGKILL)
     assert killed.wait() == -signal.SIGKILL
     step_at_kill = torch.load(ck, weights_only=False)["step"]
-    assert 30 <= step_at_kill < 120 and not (tmp_path / "run" / "model.pt").exists()
+    assert 16 <= step_at_kill < 60 and not (tmp_path / "run" / "model.pt").exists()
     assert run_cli("train", str(cfg_path), "-o", str(tmp_path / "run"), stderr=subprocess.DEVNULL).wait() == 0
     assert ref.wait() == 0
     a = torch.load(tmp_path / "ref" / "model.pt", weights_only=False)["state"]
@@ -135,7 +135,7 @@ def test_kill9_then_resume_reproduces_uninterrupted(tmp_path, small_water):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     steps = np.loadtxt(tmp_path / "run" / "lcurve.out", ndmin=2)[:, 0]
-    assert steps[-1] == 120
+    assert steps[-1] == 60
 
 
 def test_cli_test_json_and_fine_tune(tmp_path, small_water):

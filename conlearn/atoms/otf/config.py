@@ -1,0 +1,164 @@
+"""The config of an on-the-fly run (``conlearn otf CONFIG.yaml``), validated once here.
+
+Units: Å, eV, eV/Å for forces and their uncertainty, K, fs.  Every section forbids
+unknown keys, so a typo is an error naming the file, line and key (``load_otf_config``).
+
+The trigger threshold always carries its unit (eV/Å on the predicted std of one force
+component); see :class:`AbsoluteThreshold` and :class:`NoiseMultipleThreshold`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ...configfile import load_config
+from ..initial import StructureSpec, parse_structure
+from ..reference import ReferenceSpec
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KernelSpec(_Strict):
+    """One n-body kernel: ``sigma`` eV (signal), ``length`` Å (initial values)."""
+
+    body: Literal[2, 3]
+    sigma: float = Field(gt=0, description="eV")
+    length: float = Field(gt=0, description="Å")
+
+
+class OptimizeSpec(_Strict):
+    """When to refit hyperparameters by maximum likelihood: after the reference calls
+    numbered ``at_calls`` (1 = the first) and after every ``every``-th call if set."""
+
+    at_calls: list[int] = [1, 2, 3]
+    every: Optional[int] = Field(None, ge=1)
+    maxiter: int = Field(30, ge=1)
+    noise_min: float = Field(0.005, gt=0, description="eV/Å, lower bound of the force noise")
+    length_bounds: tuple[float, float] = Field((0.3, 5.0), description="Å")
+
+    def due(self, n_calls: int) -> bool:
+        return n_calls in self.at_calls or bool(self.every and n_calls % self.every == 0)
+
+
+class MappingSpec(_Strict):
+    """Spline map of the mean (MD forces); grid spacings in units of the length scale."""
+
+    enabled: bool = True
+    spacing2: float = Field(0.05, gt=0, le=0.5)
+    spacing3: float = Field(0.12, gt=0, le=0.5)
+    r_min: Optional[float] = Field(None, gt=0, description="Å; default 0.75 x shortest training edge")
+
+
+class GPSpec(_Strict):
+    kernels: list[KernelSpec] = Field(
+        default_factory=lambda: [KernelSpec(body=2, sigma=0.5, length=1.0),
+                                 KernelSpec(body=3, sigma=0.05, length=1.0)], min_length=1)
+    r_cut2: float = Field(5.0, gt=0, description="Å")
+    r_cut3: float = Field(3.6, gt=0, description="Å")
+    cutoff: Literal["quadratic", "cosine"] = "quadratic"
+    noise: float = Field(0.02, gt=0, description="eV/Å, initial force noise")
+    energy_noise: float = Field(0.01, gt=0, description="eV, frame energy noise")
+    energy_labels: bool = Field(True, description="also train on each labelled frame's energy")
+    optimize: OptimizeSpec = OptimizeSpec()
+    mapping: MappingSpec = MappingSpec()
+
+
+class AbsoluteThreshold(_Strict):
+    """Call the reference when some force component's std exceeds ``value`` eV/Å."""
+
+    kind: Literal["absolute"] = "absolute"
+    value: float = Field(gt=0, description="eV/Å")
+
+    def value_at(self, noise: float) -> float:
+        return self.value
+
+
+class NoiseMultipleThreshold(_Strict):
+    """``value x max(noise, floor)`` eV/Å: follows the fitted force noise but never drops
+    below ``value x floor`` when the likelihood drives the noise to its bound."""
+
+    kind: Literal["noise_multiple"] = "noise_multiple"
+    value: float = Field(gt=0, description="dimensionless multiple")
+    floor: float = Field(gt=0, description="eV/Å")
+
+    def value_at(self, noise: float) -> float:
+        return self.value * max(noise, self.floor)
+
+
+Threshold = Annotated[Union[AbsoluteThreshold, NoiseMultipleThreshold], Field(discriminator="kind")]
+
+
+class AddSpec(_Strict):
+    """Which atoms of a labelled frame join the training set.
+
+    ``top_n``: the ``n`` atoms with the largest std (max over components);
+    ``above_threshold``: every atom above the threshold, at most ``n`` (None: no cap).
+    ``initial``: atoms added from the first frame (None: all).
+    """
+
+    kind: Literal["top_n", "above_threshold"] = "top_n"
+    n: Optional[int] = Field(8, ge=1)
+    initial: Optional[int] = Field(None, ge=1)
+
+
+class UncertaintySpec(_Strict):
+    threshold: Threshold = AbsoluteThreshold(value=0.05)
+    check_every: int = Field(10, ge=1, description="MD steps between exact std evaluations")
+    add: AddSpec = AddSpec()
+
+
+class MDSpec(_Strict):
+    """Langevin MD (ASE).  ``friction``: 1/fs.  ``init_temperature_K``: Maxwell-Boltzmann
+    velocities (default: the temperature)."""
+
+    integrator: Literal["langevin"] = "langevin"
+    temperature_K: float = Field(gt=0)
+    timestep_fs: float = Field(2.0, gt=0)
+    friction: float = Field(0.01, gt=0, description="1/fs")
+    n_steps: int = Field(gt=0)
+    init_temperature_K: Optional[float] = Field(None, ge=0)
+    trajectory_every: int = Field(10, ge=1)
+
+
+class OutputSpec(_Strict):
+    checkpoint_every: int = Field(50, ge=1, description="MD steps; also after every call")
+    plots: bool = True
+
+
+class OTFConfig(_Strict):
+    """``conlearn otf`` run: structure, MD, GP, trigger, reference, outputs, seed."""
+
+    structure: dict
+    rattle: float = Field(0.0, ge=0, description="Å, std of the initial position jitter")
+    md: MDSpec
+    gp: GPSpec = GPSpec()
+    uncertainty: UncertaintySpec = UncertaintySpec()
+    reference: ReferenceSpec = ReferenceSpec()
+    output: OutputSpec = OutputSpec()
+    seed: int = 0
+
+    @field_validator("structure")
+    @classmethod
+    def _structure(cls, v: dict) -> dict:
+        parse_structure(v)  # unknown kind or key -> error naming the allowed ones
+        return v
+
+    @model_validator(mode="after")
+    def _one_per_body(self) -> "OTFConfig":
+        bodies = [k.body for k in self.gp.kernels]
+        if len(set(bodies)) != len(bodies):
+            raise ValueError(f"gp.kernels: one kernel per body order, got bodies {bodies}")
+        return self
+
+    def structure_spec(self) -> StructureSpec:
+        return parse_structure(self.structure)
+
+
+def load_otf_config(path: str | Path) -> OTFConfig:
+    """Read and validate a YAML/JSON OTF config (errors name ``file:line`` and the key)."""
+    return load_config(path, OTFConfig)

@@ -1,0 +1,231 @@
+"""The on-the-fly loop: Langevin MD on the GP mean; the reference when the GP is unsure.
+
+Every ``uncertainty.check_every`` steps (and whenever a frame leaves the spline map) the
+exact posterior std of every force component is computed; when its maximum exceeds the
+threshold (eV/Å) the reference labels the frame, the most uncertain atoms' forces (and the
+frame energy) join the training set, the hyperparameters are refitted when the schedule
+says so, the mean is re-mapped and MD goes on from the same positions.  The first frame
+is always labelled.  Same config and seed -> the same trajectory and the same calls; a
+killed run resumes from its checkpoint (:mod:`conlearn.atoms.otf.state`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms, units
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import write
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+from ...core.manifest import Manifest
+from ..frames import atoms_to_frame
+from ..labeler import label_frame
+from .config import AddSpec, OTFConfig
+from .model import OTFModel
+from .state import OTFState, Outputs, load_checkpoint, save_checkpoint
+
+
+def initial_state(cfg: OTFConfig) -> OTFState:
+    """The jittered structure with Maxwell-Boltzmann velocities; seeds from ``cfg.seed``."""
+    atoms = cfg.structure_spec().build()[0]
+    r_pos, r_vel, r_md = (np.random.default_rng(s)
+                          for s in np.random.SeedSequence(cfg.seed).spawn(3))
+    if cfg.rattle:
+        atoms.positions += r_pos.normal(scale=cfg.rattle, size=atoms.positions.shape)
+    t0 = cfg.md.temperature_K if cfg.md.init_temperature_K is None else cfg.md.init_temperature_K
+    MaxwellBoltzmannDistribution(atoms, temperature_K=t0, rng=r_vel)
+    Stationary(atoms)
+    return OTFState(step=0, positions=atoms.positions.copy(), momenta=atoms.get_momenta(),
+                    numbers=atoms.numbers.copy(), cell=atoms.cell.array.copy(),
+                    pbc=atoms.pbc.copy(), rng=r_md.bit_generator.state)
+
+
+def select_atoms(std: np.ndarray, threshold: float, spec: AddSpec, first: bool) -> np.ndarray:
+    """Atoms to train on from a labelled frame, most uncertain first.
+
+    std: ``[n_atoms, 3]`` eV/Å.  ``first``: the first call (``spec.initial`` atoms, all by
+    default)."""
+    per_atom = std.max(axis=1)
+    order = np.argsort(-per_atom, kind="stable")
+    if first:
+        return np.sort(order[:spec.initial]) if spec.initial else np.arange(len(std))
+    if spec.kind == "above_threshold":
+        order = order[per_atom[order] > threshold]
+    return np.sort(order[:spec.n] if spec.n else order)
+
+
+class OTFRun:
+    """One on-the-fly run in ``run_dir`` (fresh or resumed); ``run()`` drives it."""
+
+    def __init__(self, cfg: OTFConfig, run_dir: str | Path):
+        self.cfg, self.dir = cfg, Path(run_dir).resolve()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.manifest = Manifest(self.dir).open()  # also locks the directory
+        ck = self.dir / "checkpoint.pkl"
+        if ck.exists():
+            self.state, model = load_checkpoint(ck)
+            self.model = OTFModel.from_dict(model, cfg.gp)
+        else:
+            self.state, self.model = initial_state(cfg), OTFModel.from_spec(cfg.gp)
+        s = self.state
+        self.out = Outputs(self.dir, s.offsets)
+        self.atoms = Atoms(numbers=s.numbers, positions=s.positions, cell=s.cell, pbc=s.pbc)
+        self.atoms.set_momenta(s.momenta)
+        self.atoms.calc = self.model.calc
+        rng = np.random.Generator(np.random.PCG64())
+        rng.bit_generator.state = s.rng
+        md = cfg.md
+        self.dyn = Langevin(self.atoms, md.timestep_fs * units.fs, temperature_K=md.temperature_K,
+                            friction=md.friction / units.fs, fixcm=False, rng=rng)
+        self.rng = rng
+
+    # ---- bookkeeping -------------------------------------------------------------------
+    @contextmanager
+    def timer(self, name: str):
+        t0 = time.process_time()
+        try:
+            yield
+        finally:
+            self.state.timers[name] = self.state.timers.get(name, 0.0) + time.process_time() - t0
+
+    def checkpoint(self) -> None:
+        """Flush the append-only files, then write the state atomically."""
+        with self.timer("io"):
+            s = self.state
+            s.positions, s.momenta = self.atoms.positions.copy(), self.atoms.get_momenta()
+            s.rng = self.rng.bit_generator.state
+            s.offsets = self.out.sync()
+            save_checkpoint(self.dir / "checkpoint.pkl", s, self.model.to_dict())
+
+    # ---- the decision rule ---------------------------------------------------------------
+    def check(self) -> dict:
+        """Exact uncertainty at this step; call the reference when it is too high."""
+        with self.timer("check"):
+            std = None if self.model.empty else self.model.force_std(self.atoms)
+        threshold = self.cfg.uncertainty.threshold.value_at(self.model.gp.noise)
+        max_std = float("inf") if std is None else float(std.max())
+        entry = {"max_std": None if std is None else max_std, "threshold": threshold,
+                 "call": bool(max_std > threshold)}
+        if entry["call"]:
+            self.call(std, max_std, threshold)
+        self.state.checked = True
+        return entry
+
+    def label(self, key: str) -> dict:
+        """The reference label of the current frame, from the manifest when it was already
+        computed (a call replayed after a resume), else from the reference (recorded)."""
+        frame = atoms_to_frame(self.atoms, {"step": self.state.step})
+        rec = self.manifest.get(key)
+        if rec is not None:
+            done = self.manifest.load(key)
+            if np.allclose(done["positions"], frame["positions"], rtol=0, atol=1e-10):
+                return done
+        workdir = self.manifest.workdir(key)
+        workdir.mkdir(parents=True, exist_ok=True)
+        with self.timer("label"):
+            out = label_frame(frame, self.cfg.reference, key=key, workdir=str(workdir))
+        with self.timer("io"):
+            self.manifest.record(key, out, {"step": self.state.step})
+        return out
+
+    def call(self, std, max_std: float, threshold: float) -> None:
+        s, first = self.state, self.model.empty
+        labelled = self.label(f"label/step-{s.step:07d}")
+        idx = select_atoms(np.zeros((len(self.atoms), 3)) if std is None else std, threshold,
+                           self.cfg.uncertainty.add, first)
+        with self.timer("update"):
+            self.model.add(self.atoms, idx, labelled["forces"], labelled["energy"])
+        n_call = len(s.calls) + 1
+        if self.cfg.gp.optimize.due(n_call):
+            with self.timer("optimize"):
+                self.model.optimize()
+        with self.timer("map"):
+            self.model.remap()
+        s.calls.append({"step": s.step, "max_std": None if std is None else max_std,
+                        "threshold": threshold, "atoms": idx.tolist(),
+                        "n_labels": self.model.gp.n_labels,
+                        "hyperparameters": dict(zip(self.model.gp.hyper_names,
+                                                    self.model.gp.hyperparameters.tolist()))})
+        self._write_labelled(labelled, std, idx)
+
+    def _write_labelled(self, labelled: dict, std, idx) -> None:
+        with self.timer("io"):
+            a = self.atoms.copy()
+            a.calc = SinglePointCalculator(a, energy=labelled["energy"], forces=labelled["forces"])
+            a.info.update(step=self.state.step, call=len(self.state.calls))
+            added = np.zeros(len(a), dtype=bool)
+            added[idx] = True
+            a.arrays["added"] = added
+            if std is not None:
+                a.arrays["force_std"] = std
+            buf = io.StringIO()
+            write(buf, a, format="extxyz")
+            self.out["labelled.extxyz"].write(buf.getvalue(), sync=True)
+
+    # ---- MD ----------------------------------------------------------------------------
+    def _log(self, entry: dict) -> None:
+        s, a = self.state, self.atoms
+        line = {"step": s.step, "time_fs": s.step * self.cfg.md.timestep_fs,
+                "temperature_K": a.get_temperature(), "epot": a.get_potential_energy(),
+                "mapped": bool(a.calc.results.get("mapped", True)), **entry}
+        self.out["log.jsonl"].write(json.dumps(line) + "\n")
+        if s.step % self.cfg.md.trajectory_every == 0:
+            buf = io.StringIO()
+            snap = a.copy()
+            snap.info["step"] = s.step
+            write(buf, snap, format="extxyz")
+            self.out["trajectory.extxyz"].write(buf.getvalue())
+
+    def step(self) -> None:
+        """Check (when due), log, then one Langevin step."""
+        s, cfg = self.state, self.cfg
+        if s.step % cfg.output.checkpoint_every == 0 and not s.checked and s.step:
+            self.checkpoint()
+        with self.timer("md"):
+            self.atoms.get_forces()
+        covered = bool(self.atoms.calc.results.get("mapped", True))
+        entry = {}
+        if not s.checked and (s.step % cfg.uncertainty.check_every == 0 or not covered
+                              or self.model.empty):
+            entry = self.check()
+        self._log(entry)
+        if entry.get("call"):
+            self.checkpoint()  # after the call's log line: a resume does not redo this check
+        with self.timer("md"):
+            self.dyn.step()
+        s.step += 1
+        s.checked = False
+
+    def run(self, max_steps: int | None = None) -> dict:
+        """Run to ``md.n_steps`` (or ``max_steps`` more steps); returns the summary."""
+        s = self.state
+        end = self.cfg.md.n_steps if max_steps is None else min(self.cfg.md.n_steps, s.step + max_steps)
+        c0, w0 = time.process_time(), time.perf_counter()
+        try:
+            while s.step < end:
+                self.step()
+                s.cpu_s += time.process_time() - c0
+                s.wall_s += time.perf_counter() - w0
+                c0, w0 = time.process_time(), time.perf_counter()
+            self.checkpoint()
+        finally:
+            self.out.close()
+            self.manifest.close()
+        return self.summary()
+
+    def summary(self) -> dict:
+        s, gp = self.state, self.model.gp
+        n = max(s.step, 1)
+        return {"steps": s.step, "n_calls": len(s.calls), "call_steps": [c["step"] for c in s.calls],
+                "cpu_s_per_step": s.cpu_s / n, "wall_s_per_step": s.wall_s / n,
+                "cpu_s": s.cpu_s, "wall_s": s.wall_s, "timers_cpu_s": dict(s.timers),
+                "n_labels": gp.n_labels,
+                "hyperparameters": dict(zip(gp.hyper_names, gp.hyperparameters.tolist())),
+                "exact_mean_frames": getattr(self.model.calc, "n_exact", 0)}
