@@ -87,6 +87,19 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_otf(args) -> int:
+    from .atoms.otf.config import load_otf_config
+    from .atoms.otf.loop import run_otf
+
+    cfg = load_otf_config(args.config)
+    out = Path(args.out or Path(args.config).with_suffix("").name + "_otf")
+    summary = run_otf(cfg, out)
+    print(json.dumps({k: summary[k] for k in ("steps", "n_calls", "call_steps", "cpu_s_per_step",
+                                              "wall_s_per_step", "hyperparameters")}, indent=1))
+    print(f"outputs in {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="conlearn", description=__doc__)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: $OMP_NUM_THREADS or 1)")
@@ -119,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="write RUN/report.html with the plots")
     rp.add_argument("run")
     rp.set_defaults(func=cmd_report)
+    o = sub.add_parser("otf", help="on-the-fly GP force field: MD that calls the reference when unsure")
+    o.add_argument("config")
+    o.add_argument("--out", "-o", default=None, help="run directory, resumed if it has a checkpoint "
+                   "(default: CONFIG_otf)")
+    o.set_defaults(func=cmd_otf)
     return p
 
 

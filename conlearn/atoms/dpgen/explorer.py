@@ -33,6 +33,22 @@ from ..neighbors import NeighborError
 GPA = units.GPa  # eV/Å³ per GPa
 
 
+def langevin_md(atoms, params: dict, rng: np.random.Generator):
+    """BAOAB Langevin MD of ``atoms`` for condition ``params`` (temperature K, pressure GPa or
+    None, dt_fs); velocities drawn from Maxwell-Boltzmann. Returns ``(dynamics, is_npt)``."""
+    temperature = float(params["temperature"])
+    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+    Stationary(atoms)
+    npt = params.get("pressure") is not None and bool(np.all(atoms.pbc))
+    kw = dict(externalstress=-float(params["pressure"]) * GPA, hydrostatic=True) if npt else {}
+    dt = float(params.get("dt_fs", 2.0)) * units.fs
+    with warnings.catch_warnings():  # ASE reports its heuristic barostat mass: expected
+        warnings.simplefilter("ignore", UserWarning)
+        dyn = LangevinBAOAB(atoms, dt, temperature_K=temperature, T_tau=100 * units.fs,
+                            P_tau=1000 * units.fs if npt else None, rng=rng, **kw)
+    return dyn, npt
+
+
 @dataclass(frozen=True)
 class MDExplorer:
     """Explorer protocol over MD. Condition params (all JSON values)::
@@ -52,16 +68,7 @@ class MDExplorer:
         atoms = frame_to_atoms(p["structure"])
         atoms.calc = driver
         rng = np.random.default_rng(ctx.seed)
-        temperature = float(p["temperature"])
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-        Stationary(atoms)
-        npt = p.get("pressure") is not None and bool(np.all(atoms.pbc))
-        kw = dict(externalstress=-float(p["pressure"]) * GPA, hydrostatic=True) if npt else {}
-        dt = float(p.get("dt_fs", 2.0)) * units.fs
-        with warnings.catch_warnings():  # ASE reports its heuristic barostat mass: expected
-            warnings.simplefilter("ignore", UserWarning)
-            dyn = LangevinBAOAB(atoms, dt, temperature_K=temperature, T_tau=100 * units.fs,
-                                P_tau=1000 * units.fs if npt else None, rng=rng, **kw)
+        dyn, npt = langevin_md(atoms, p, rng)
         trj_freq, n_steps = int(p.get("trj_freq", 10)), int(p["n_steps"])
         candidates, traj, blew_up = [], [], None
         t0 = time.perf_counter()

@@ -7,32 +7,19 @@ frames of the second half are compared with the committee-mean forces (RMSE, eV/
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-from ase import units
-from ase.md.langevinbaoab import LangevinBAOAB
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
 from ...core.records import Condition
 from ..calculator import DeepPotCalculator
 from ..frames import frame_to_atoms
+from .explorer import langevin_md
 
 
 def reference_frames(condition: Condition, reference, n_frames: int, n_steps: int, seed: int) -> list:
     p = condition.params
     atoms = frame_to_atoms(p["structure"])
     atoms.calc = reference
-    rng = np.random.default_rng(seed)
-    T = float(p["temperature"])
-    MaxwellBoltzmannDistribution(atoms, temperature_K=T, rng=rng)
-    Stationary(atoms)
-    npt = p.get("pressure") is not None and bool(np.all(atoms.pbc))
-    kw = dict(externalstress=-float(p["pressure"]) * units.GPa, hydrostatic=True) if npt else {}
-    with warnings.catch_warnings():  # ASE reports its heuristic barostat mass: expected
-        warnings.simplefilter("ignore", UserWarning)
-        dyn = LangevinBAOAB(atoms, float(p.get("dt_fs", 2.0)) * units.fs, temperature_K=T,
-                            T_tau=100 * units.fs, P_tau=1000 * units.fs if npt else None, rng=rng, **kw)
+    dyn, _ = langevin_md(atoms, p, np.random.default_rng(seed))
     dyn.run(n_steps // 2)
     every = max(1, (n_steps - n_steps // 2) // n_frames)
     out = []

@@ -14,6 +14,7 @@ from scipy.optimize import minimize
 
 from .environment import Environments, atoms_environments
 from .kernels import NBodyKernel, kernel_matrix, n_rows, prior_variances
+from .prior import prior_force_variances
 
 
 class GaussianProcess:
@@ -141,7 +142,7 @@ class GaussianProcess:
         """Posterior (epistemic) std of each force component ``[n, 3]`` eV/Å, without the
         mean or the local energies: the cheapest exact uncertainty (the OTF trigger)."""
         n = len(envs)
-        prior, _ = prior_variances(self.kernels, envs)
+        prior = prior_force_variances(self.kernels, envs)
         if not self.n_labels:
             return np.sqrt(prior)
         v = sla.solve_triangular(self.L, self.train_kernel(envs, "force"), lower=True)

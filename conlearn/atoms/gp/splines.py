@@ -3,7 +3,7 @@
 A spline of ``n`` samples per axis has ``n + 2`` coefficients per axis; inside a cell with
 local coordinate ``t in [0, 1)`` the value is ``sum_a B_a(t) c[i + a]`` (``a = 0..3``) per
 axis, a tensor product in 3-D (64 coefficients per point).  Interpolation conditions at
-every sample plus a vanishing third difference of the coefficients at both ends
+every sample plus a vanishing fourth difference of the coefficients at both ends
 (not-a-knot-like: exact for cubics) define the coefficients; one small dense solve per axis.
 
 Errors: value O(h^4), gradient O(h^3) for a smooth function sampled with spacing ``h``.
@@ -20,8 +20,7 @@ import numpy as np
 def _collocation(n: int) -> np.ndarray:
     """``[n + 2, n + 2]``: end conditions (first and last row) and the interpolation rows."""
     a = np.zeros((n + 2, n + 2))
-    a[0, :4] = (1.0, -3.0, 3.0, -1.0)
-    a[-1, -4:] = (-1.0, 3.0, -3.0, 1.0)
+    a[0, :5] = a[-1, -5:] = (1.0, -4.0, 6.0, -4.0, 1.0)
     rows = np.arange(1, n + 1)
     a[rows, rows - 1], a[rows, rows], a[rows, rows + 1] = 1 / 6, 4 / 6, 1 / 6
     return a

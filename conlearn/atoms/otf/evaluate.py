@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 from ase import units
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
 from ..reference import build_reference
 from .config import OTFConfig
+from .loop import thermalize
 
 
 def reference_md_frames(cfg: OTFConfig, n_frames: int = 20, seed: int = 12345,
@@ -28,8 +28,7 @@ def reference_md_frames(cfg: OTFConfig, n_frames: int = 20, seed: int = 12345,
     rng = np.random.default_rng(seed)
     atoms = cfg.structure_spec().build()[0]
     atoms.positions += rng.normal(scale=cfg.rattle, size=atoms.positions.shape)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=cfg.md.temperature_K, rng=rng)
-    Stationary(atoms)
+    thermalize(atoms, cfg.md.temperature_K, rng)
     atoms.calc = build_reference(cfg.reference)
     dyn = Langevin(atoms, cfg.md.timestep_fs * units.fs, temperature_K=cfg.md.temperature_K,
                    friction=cfg.md.friction / units.fs, fixcm=False, rng=rng)

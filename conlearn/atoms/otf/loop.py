@@ -22,14 +22,36 @@ from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.md.velocitydistribution import Stationary
 
-from ...core.manifest import Manifest
+from ...core.manifest import Manifest, atomic_write_bytes
 from ..frames import atoms_to_frame
 from ..labeler import label_frame
 from .config import AddSpec, OTFConfig
 from .model import OTFModel
 from .state import OTFState, Outputs, load_checkpoint, save_checkpoint
+
+
+def _same_config(cfg: OTFConfig, path: Path) -> None:
+    """Record the config of a new run; refuse to resume a run under a different one (only
+    ``md.n_steps`` may change, to extend a run)."""
+    new = json.loads(cfg.model_dump_json())
+    if not path.exists():
+        atomic_write_bytes(path, json.dumps(new, indent=1).encode())
+        return
+    old = json.loads(path.read_text())
+    old["md"]["n_steps"] = new["md"]["n_steps"]
+    if old != new:
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise ValueError(f"{path.parent} holds a run with a different config (sections {diff} "
+                         "differ); use a new --out directory")
+
+
+def thermalize(atoms: Atoms, temperature_K: float, rng: np.random.Generator) -> None:
+    """Maxwell-Boltzmann momenta at ``temperature_K`` from ``rng``, zero total momentum."""
+    sd = np.sqrt(atoms.get_masses() * units.kB * temperature_K)[:, None]
+    atoms.set_momenta(rng.standard_normal((len(atoms), 3)) * sd)
+    Stationary(atoms)
 
 
 def initial_state(cfg: OTFConfig) -> OTFState:
@@ -40,8 +62,7 @@ def initial_state(cfg: OTFConfig) -> OTFState:
     if cfg.rattle:
         atoms.positions += r_pos.normal(scale=cfg.rattle, size=atoms.positions.shape)
     t0 = cfg.md.temperature_K if cfg.md.init_temperature_K is None else cfg.md.init_temperature_K
-    MaxwellBoltzmannDistribution(atoms, temperature_K=t0, rng=r_vel)
-    Stationary(atoms)
+    thermalize(atoms, t0, r_vel)
     return OTFState(step=0, positions=atoms.positions.copy(), momenta=atoms.get_momenta(),
                     numbers=atoms.numbers.copy(), cell=atoms.cell.array.copy(),
                     pbc=atoms.pbc.copy(), rng=r_md.bit_generator.state)
@@ -68,12 +89,17 @@ class OTFRun:
         self.cfg, self.dir = cfg, Path(run_dir).resolve()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.manifest = Manifest(self.dir).open()  # also locks the directory
-        ck = self.dir / "checkpoint.pkl"
-        if ck.exists():
-            self.state, model = load_checkpoint(ck)
-            self.model = OTFModel.from_dict(model, cfg.gp)
-        else:
-            self.state, self.model = initial_state(cfg), OTFModel.from_spec(cfg.gp)
+        try:
+            _same_config(cfg, self.dir / "config.json")
+            ck = self.dir / "checkpoint.pkl"
+            if ck.exists():
+                self.state, model = load_checkpoint(ck)
+                self.model = OTFModel.from_dict(model, cfg.gp)
+            else:
+                self.state, self.model = initial_state(cfg), OTFModel.from_spec(cfg.gp)
+        except BaseException:
+            self.manifest.close()
+            raise
         s = self.state
         self.out = Outputs(self.dir, s.offsets)
         self.atoms = Atoms(numbers=s.numbers, positions=s.positions, cell=s.cell, pbc=s.pbc)
@@ -191,13 +217,13 @@ class OTFRun:
         with self.timer("md"):
             self.atoms.get_forces()
         covered = bool(self.atoms.calc.results.get("mapped", True))
-        entry = {}
-        if not s.checked and (s.step % cfg.uncertainty.check_every == 0 or not covered
-                              or self.model.empty):
-            entry = self.check()
-        self._log(entry)
-        if entry.get("call"):
-            self.checkpoint()  # after the call's log line: a resume does not redo this check
+        if not s.checked:  # checked: resumed right after this step's call and log line
+            entry = {}
+            if s.step % cfg.uncertainty.check_every == 0 or not covered or self.model.empty:
+                entry = self.check()
+            self._log(entry)
+            if entry.get("call"):
+                self.checkpoint()  # after the call's log line
         with self.timer("md"):
             self.dyn.step()
         s.step += 1
@@ -229,3 +255,32 @@ class OTFRun:
                 "n_labels": gp.n_labels,
                 "hyperparameters": dict(zip(gp.hyper_names, gp.hyperparameters.tolist())),
                 "exact_mean_frames": getattr(self.model.calc, "n_exact", 0)}
+
+
+def run_otf(cfg: OTFConfig, run_dir: str | Path, max_steps: int | None = None) -> dict:
+    """Run (or resume) an on-the-fly run to the end; write ``model/``, ``summary.json`` and
+    the plots.  ``max_steps``: stop after that many more steps (no final outputs then).
+    Returns the summary."""
+    run = OTFRun(cfg, run_dir)
+    summary = run.run(max_steps)
+    if run.state.step < cfg.md.n_steps:
+        return summary
+    from ..gp.io import save, save_gp
+
+    d = run.dir
+    save_gp(run.model.gp, d / "model" / "gp.pkl")
+    if run.model.mapped is not None:
+        save(run.model.mapped.to_dict(), d / "model" / "mapped.pkl")
+    atomic_write_bytes(d / "summary.json", json.dumps(summary, indent=1).encode())
+    if cfg.output.plots:
+        from .plots import write_plots
+
+        model = run.model
+
+        def forces(atoms):
+            atoms = atoms.copy()
+            atoms.calc = model.calc
+            return atoms.get_forces()
+
+        write_plots(d, forces)
+    return summary
