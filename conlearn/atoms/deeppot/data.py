@@ -54,15 +54,19 @@ def sel_from_data(systems: list[System], type_map: list[str], rcut: float, facto
 
 
 class FrameSet:
-    """Frames of several systems with their graphs, for one model's rcut/sel/type_map."""
+    """Frames of several systems with their graphs, for one model's rcut/sel/type_map.
+
+    ``graphs`` reuses the neighbour lists of another FrameSet of the same systems and model.
+    """
 
     def __init__(self, systems: list[System], *, type_map: list[str], rcut: float, sel: list[int],
-                 batch_size: int | str = "auto", dtype=torch.float64, device="cpu", seed: int = 0):
+                 batch_size: int | str = "auto", dtype=torch.float64, device="cpu", seed: int = 0,
+                 graphs: list[list[FrameGraph]] | None = None):
         self.systems = systems
         self.n_types, self.dtype, self.device = len(type_map), dtype, device
         self.rng = np.random.default_rng(seed)
-        self.graphs: list[list[FrameGraph]] = []
-        for s in systems:
+        self.graphs: list[list[FrameGraph]] = graphs if graphs is not None else []
+        for s in (systems if graphs is None else []):
             types = remap_types(s, type_map)
             self.graphs.append([
                 frame_graph(s.coords[f], None if s.cells is None else s.cells[f], s.pbc, types,

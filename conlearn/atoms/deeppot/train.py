@@ -32,8 +32,13 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def build_model(cfg: TrainConfig, systems: list[System], init_model: str | Path | None = None) -> DeepPot:
-    """A new model with statistics and energy bias from ``systems``, or ``init_model``'s weights."""
+def build_model(cfg: TrainConfig, systems: list[System], init_model: str | Path | None = None,
+                frames: list | None = None) -> DeepPot:
+    """A new model with statistics and energy bias from ``systems``, or ``init_model``'s weights.
+
+    ``frames``, when given a list, receives the neighbour lists built for the statistics
+    (``FrameSet.graphs``) so that the caller need not build them again.
+    """
     type_map = list(cfg.model.type_map)
     if init_model is not None:
         model = load_model(init_model)
@@ -48,6 +53,8 @@ def build_model(cfg: TrainConfig, systems: list[System], init_model: str | Path 
         raise ValueError(f"descriptor.sel has {len(sel)} entries but type_map {type_map} has {len(type_map)}")
     model = DeepPot(cfg.spec(sel))
     fs = FrameSet(systems, type_map=type_map, rcut=model.spec.rcut, sel=model.spec.sel)
+    if frames is not None:
+        frames.append(fs.graphs)
     sums = sum(model.descriptor.stat_sums(g) for g in stat_graphs(fs, 10 * cfg.model.data_stat_nbatch))
     model.descriptor.set_stats(sums)
     with torch.no_grad():
@@ -93,17 +100,19 @@ class Trainer:
         self.seed = t.seed if t.seed is not None else 0
         self.step = 0
         self.wall_before = 0.0
+        built = []
         if self.ckpt_path.exists():
             ck = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
             self.model = DeepPot.deserialize(ck["model"])
             self.log(f"resuming from {self.ckpt_path} at step {ck['step']}")
         else:
             ck = None
-            self.model = build_model(cfg, self.train_systems, init_model)
+            self.model = build_model(cfg, self.train_systems, init_model, frames=built)
         self.model.to(self.device)
         spec = self.model.spec
         kw = dict(type_map=spec.type_map, rcut=spec.rcut, sel=spec.sel, dtype=self.model.dtype, device=self.device)
-        self.train_set = FrameSet(self.train_systems, batch_size=t.training_data.batch_size, seed=self.seed, **kw)
+        self.train_set = FrameSet(self.train_systems, batch_size=t.training_data.batch_size, seed=self.seed,
+                                  graphs=built[0] if built else None, **kw)
         self.valid_set = None
         if self.valid_systems:
             vb = t.validation_data.batch_size if t.validation_data else 1
