@@ -18,6 +18,15 @@ class ConfigError(ValueError):
     """A config file that cannot be used; the message lists every problem with its line."""
 
 
+def unknown_keys(model: type[BaseModel], data) -> list[str]:
+    """Keys of a mapping ``data`` that ``model`` has no field for (sorted); [] for non-mappings.
+
+    For models validated outside :func:`validate` (nested inside free-form dicts), so that
+    their own error can list ``sorted(model.model_fields)`` as the allowed keys.
+    """
+    return sorted(set(data) - set(model.model_fields)) if isinstance(data, dict) else []
+
+
 def _lines(node, prefix=(), out=None) -> dict[tuple, int]:
     """Map each key path (tuple of keys/indices) to its 1-based line in the file."""
     out = {} if out is None else out

@@ -62,7 +62,6 @@ class DeepPotCalculator(Calculator):
             g = graphs[key]
             out = m.evaluate(g, virial=True)
             per_model.append({k: v.detach().cpu().numpy().astype(np.float64) for k, v in out.items()})
-            g.pair_vec = g.pair_vec.detach()
         n_per = np.array([len(f[3]) for f in frames])
         splits = np.cumsum(n_per)[:-1]
         results = []

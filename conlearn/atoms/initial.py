@@ -22,6 +22,7 @@ from ase.data import atomic_numbers
 from ase.neighborlist import neighbor_list
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
+from ..configfile import unknown_keys
 from .frames import atoms_to_frame
 
 Triple = tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
@@ -35,11 +36,10 @@ class _Spec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _known_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(cls.model_fields))
-            if unknown:
-                raise ValueError(f"unknown key(s) {unknown} in a {data.get('kind')!r} structure; "
-                                 f"allowed: {sorted(cls.model_fields)}")
+        unknown = unknown_keys(cls, data)
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown} in a {data.get('kind')!r} structure; "
+                             f"allowed: {sorted(cls.model_fields)}")
         return data
 
 

@@ -28,6 +28,7 @@ from ase.calculators.calculator import Calculator, CalculationFailed, Calculator
 from ase.units import Bohr, Hartree
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..configfile import unknown_keys
 from ..core.registry import Registry, RegistryError
 
 REFERENCES: Registry = Registry("reference")
@@ -41,10 +42,9 @@ class Options(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _known_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(cls.model_fields))
-            if unknown:
-                raise ValueError(f"unknown option(s) {unknown}; allowed: {sorted(cls.model_fields)}")
+        unknown = unknown_keys(cls, data)
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown}; allowed: {sorted(cls.model_fields)}")
         return data
 
     def build(self) -> Calculator:  # pragma: no cover - abstract

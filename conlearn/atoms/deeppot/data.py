@@ -14,7 +14,6 @@ import torch
 
 from ..dataset import remap_types
 from ..graph import FrameGraph, Graph, collate, frame_graph
-from ..neighbors import Pairs
 from ..system import System
 
 
@@ -122,4 +121,4 @@ def stat_graphs(fs: FrameSet, n_frames: int, seed: int = 0) -> list[Graph]:
     return out
 
 
-__all__ = ["Batch", "FrameSet", "Pairs", "batch_size_for", "sel_from_data", "stat_graphs"]
+__all__ = ["Batch", "FrameSet", "batch_size_for", "sel_from_data", "stat_graphs"]
