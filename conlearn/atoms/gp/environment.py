@@ -19,7 +19,9 @@ Each physical cluster is stored once (FLARE stores it once per atom it contains)
 frame's pair kernel grid shrinks 4x and its triplet grid 9x.
 
 Edges: a pair has one edge (0, 1); a triplet has edges (0, 1), (0, 2), (1, 2); an edge
-vector ``(a, b)`` is ``x_b - x_a`` in Å.
+vector ``(a, b)`` is ``x_b - x_a`` in Å.  The edge vectors also give the virial: a strain
+``eps`` maps ``r_e -> (1 + eps) r_e``, so ``dE/d eps_ab = sum_e dphi/dr_e r_e,a r_e,b / r_e``
+(``kernels``' "virial" and "stress" labels; the stress needs the frame ``volume``).
 
 Cutoffs (smooth: value and slope vanish at ``r_c``), one factor per edge, multiplied:
 
@@ -110,6 +112,8 @@ class Environments:
         pairs, triplets: the clusters (see the module docstring).
         r_cut2, r_cut3: Å; cutoff: name of the cutoff function.
         n_frame_atoms: ``[n_frames]`` atoms in each frame (a frame energy needs all of them).
+        volume: ``[n_frames]`` Å^3 cell volume of each frame, NaN unless periodic in all
+            three directions (None: unknown, e.g. environments saved before it existed).
     """
 
     numbers: np.ndarray
@@ -121,6 +125,7 @@ class Environments:
     r_cut3: float
     cutoff: str
     n_frame_atoms: np.ndarray
+    volume: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.numbers)
@@ -133,6 +138,14 @@ class Environments:
         """Whether every atom of every frame has its environment here (frame energies)."""
         counts = np.bincount(self.frame, minlength=self.n_frames)
         return bool(np.array_equal(counts, self.n_frame_atoms))
+
+    def frame_volumes(self) -> np.ndarray:
+        """``[n_frames]`` Å^3 cell volumes; raises unless every frame is a periodic cell."""
+        vol = np.full(self.n_frames, np.nan) if self.volume is None else self.volume
+        if not np.all(np.isfinite(vol)):
+            raise ValueError("a stress needs frames periodic in all three directions "
+                             f"(cell volumes {vol})")
+        return np.asarray(vol, dtype=np.float64)
 
     def subset(self, idx) -> "Environments":
         """The environments ``idx`` (in that order) of the same frames."""
@@ -174,7 +187,9 @@ class Environments:
             atom=np.concatenate([e.atom for e in items]),
             frame=np.concatenate([e.frame + o for e, o in zip(items, frame_off)]),
             pairs=join("pairs"), triplets=join("triplets"),
-            n_frame_atoms=np.concatenate([e.n_frame_atoms for e in items]))
+            n_frame_atoms=np.concatenate([e.n_frame_atoms for e in items]),
+            volume=np.concatenate([np.full(e.n_frames, np.nan) if e.volume is None
+                                   else e.volume for e in items]))
 
 
 def _lattice_shifts(diff, cell, pbc) -> np.ndarray:
@@ -258,6 +273,8 @@ def environments(positions, cell, pbc, numbers, r_cut2: float, r_cut3: float,
                                              np.stack([zero[ta], shift[ta], shift[tb]], axis=1))
 
     box = np.zeros((3, 3)) if cell is None else np.asarray(cell, dtype=np.float64).reshape(3, 3)
+    periodic = cell is not None and bool(np.all(np.broadcast_to(np.asarray(pbc, bool), (3,))))
+    volume = abs(float(np.linalg.det(box))) if periodic else np.nan
 
     def build(at, sh, rc):
         x = positions[at] + sh @ box  # [N, n, 3] vertex positions
@@ -269,7 +286,7 @@ def environments(positions, cell, pbc, numbers, r_cut2: float, r_cut3: float,
         pairs=build(pair_atoms.reshape(-1, 2), pair_shifts.reshape(-1, 2, 3), r_cut2),
         triplets=build(tri_atoms.reshape(-1, 3), tri_shifts.reshape(-1, 3, 3), r_cut3),
         r_cut2=float(r_cut2), r_cut3=float(r_cut3), cutoff=cutoff,
-        n_frame_atoms=np.array([n_atoms], dtype=np.int64))
+        n_frame_atoms=np.array([n_atoms], dtype=np.int64), volume=np.array([volume]))
 
 
 def atoms_environments(atoms, r_cut2: float, r_cut3: float, indices=None,

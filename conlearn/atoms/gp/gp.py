@@ -1,9 +1,14 @@
-"""Gaussian process over local environments: force (and frame energy) labels, predictive
-means and variances, marginal likelihood, hyperparameter fits, incremental updates.
+"""Gaussian process over local environments: force (frame energy, frame stress) labels,
+predictive means and variances, marginal likelihood, hyperparameter fits, incremental
+updates.
 
 Labels are ordered as added.  Force labels carry noise ``noise`` (eV/Å, a hyperparameter);
-frame energies carry the fixed ``energy_noise`` (eV).  Hyperparameters, in this order:
+frame energies carry the fixed ``energy_noise`` (eV), frame stresses the fixed
+``stress_noise`` (eV/Å^3, per Voigt component).  Hyperparameters, in this order:
 ``(sigma, length)`` of each kernel (eV, Å), then ``noise``.
+
+Stress is ASE's: ``sigma_ab = (1/V) dE/d eps_ab`` (eV/Å^3), Voigt order xx yy zz yz xz xy,
+for frames periodic in all three directions whose environments are all given.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import scipy.linalg as sla
 from scipy.optimize import minimize
 
 from .environment import Environments, atoms_environments
-from .kernels import NBodyKernel, kernel_matrix, n_rows, prior_variances
+from .kernels import NBodyKernel, kernel_matrix, n_rows, prior_stress_variances, prior_variances
 from .prior import prior_force_variances
 
 
@@ -25,14 +30,16 @@ class GaussianProcess:
         r_cut2, r_cut3: Å, cluster cutoffs.  cutoff: cutoff function name.
         noise: eV/Å, force label noise.  energy_noise: eV, frame energy label noise.
         jitter: added to the diagonal of the noisy matrix for stability.
+        stress_noise: eV/Å^3, frame stress label noise (1e-3 eV/Å^3 = 0.16 GPa).
     """
 
     def __init__(self, kernels: list[NBodyKernel], r_cut2: float, r_cut3: float,
                  cutoff: str = "quadratic", noise: float = 0.05, energy_noise: float = 0.01,
-                 jitter: float = 1e-10):
+                 jitter: float = 1e-10, stress_noise: float = 1e-3):
         self.kernels = list(kernels)
         self.r_cut2, self.r_cut3, self.cutoff = float(r_cut2), float(r_cut3), cutoff
         self.noise, self.energy_noise, self.jitter = float(noise), float(energy_noise), jitter
+        self.stress_noise = float(stress_noise)
         self._sets: dict[str, Environments] = {}  # kind -> training envs of that kind
         self._rows: dict[str, np.ndarray] = {}  # kind -> their rows in the label order
         self.y = np.zeros(0)  # labels: eV/Å (forces) and eV (energies)
@@ -51,7 +58,9 @@ class GaussianProcess:
         return len(self.y)
 
     def _noise_diag(self) -> np.ndarray:
-        return np.where(self._is_force, self.noise**2, self.energy_noise**2) + self.jitter
+        out = np.where(self._is_force, self.noise**2, self.energy_noise**2)
+        out[self._rows.get("stress", [])] = self.stress_noise**2
+        return out + self.jitter
 
     def train_kernel(self, envs: Environments, kind) -> np.ndarray:
         """Prior covariance ``[n_labels, rows]`` of the training labels with ``kind`` of envs."""
@@ -60,12 +69,15 @@ class GaussianProcess:
             out[self._rows[k]] = kernel_matrix(self.kernels, tr, k, envs, kind)
         return out
 
-    def add(self, envs: Environments, forces=None, energy=None) -> None:
+    def add(self, envs: Environments, forces=None, energy=None, stress=None) -> None:
         """Add labels and extend the Cholesky factor by a block (no refactorisation).
 
         Args:
-            envs: environments of the labelled atoms (all atoms of each frame for energies).
+            envs: environments of the labelled atoms (all atoms of each frame for energies
+                and stresses).
             forces: ``[len(envs), 3]`` eV/Å on those atoms.  energy: ``[n_frames]`` eV.
+            stress: ``[n_frames, 6]`` (Voigt, ASE order) or ``[n_frames, 3, 3]`` eV/Å^3,
+                ASE's sign (periodic frames only).
         """
         if (envs.r_cut2, envs.r_cut3, envs.cutoff) != (self.r_cut2, self.r_cut3, self.cutoff):
             raise ValueError(f"environments with cutoffs ({envs.r_cut2}, {envs.r_cut3}, "
@@ -74,10 +86,21 @@ class GaussianProcess:
         if forces is not None:
             self._add_block(envs, "force", np.asarray(forces, dtype=np.float64).reshape(-1))
         if energy is not None:
-            if not envs.complete():
-                raise ValueError("a frame energy label needs the environments of all atoms "
-                                 f"of its frame; got {len(envs)} of {envs.n_frame_atoms}")
+            self._check_whole_frames(envs, "energy label")
             self._add_block(envs, "energy", np.asarray(energy, dtype=np.float64).reshape(-1))
+        if stress is not None:
+            self._check_whole_frames(envs, "stress")
+            envs.frame_volumes()  # raises unless periodic
+            s = np.asarray(stress, dtype=np.float64).reshape(envs.n_frames, -1)
+            if s.shape[1] == 9:
+                s = s.reshape(-1, 3, 3)[:, [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+            self._add_block(envs, "stress", s.reshape(-1))
+
+    @staticmethod
+    def _check_whole_frames(envs: Environments, what: str) -> None:
+        if not envs.complete():
+            raise ValueError(f"a frame {what} needs the environments of all atoms of its "
+                             f"frame; got {len(envs)} of {envs.n_frame_atoms}")
 
     def _add_block(self, envs: Environments, kind: str, y: np.ndarray) -> None:
         if len(y) != n_rows(envs, kind):
@@ -118,24 +141,40 @@ class GaussianProcess:
         return (K, dK) if grad else K
 
     # ---- prediction --------------------------------------------------------------------
-    def predict(self, envs: Environments, std: bool = True) -> dict:
+    def predict(self, envs: Environments, std: bool = True, stress: bool = False,
+                stress_std: bool | None = None) -> dict:
         """Posterior means (and standard deviations) for ``envs`` in one pass.
 
         Returns a dict: ``forces`` ``[n, 3]`` eV/Å, ``local_energies`` ``[n]`` eV,
         ``energy`` ``[n_frames]`` eV, and with ``std``: ``force_std`` ``[n, 3]`` eV/Å and
-        ``local_energy_std`` ``[n]`` eV (epistemic: no label noise).
+        ``local_energy_std`` ``[n]`` eV (epistemic: no label noise).  With ``stress``
+        (whole periodic frames only) also ``stress`` ``[n_frames, 6]`` eV/Å^3 (ASE sign
+        and Voigt order) and with ``stress_std`` (default: ``std``) ``stress_std``
+        ``[n_frames, 6]`` eV/Å^3 (its prior costs a double sum over each frame's clusters).
         """
         n = len(envs)
-        ks = self.train_kernel(envs, ("force", "local_energy"))
+        kinds = ("force", "local_energy")
+        if stress:
+            self._check_whole_frames(envs, "stress")
+            envs.frame_volumes()  # raises unless periodic
+            kinds += ("stress",)
+        ks = self.train_kernel(envs, kinds)
         mean = ks.T @ self.alpha
-        out = {"forces": mean[:3 * n].reshape(n, 3), "local_energies": mean[3 * n:]}
+        out = {"forces": mean[:3 * n].reshape(n, 3), "local_energies": mean[3 * n:4 * n]}
         out["energy"] = np.bincount(envs.frame, out["local_energies"], envs.n_frames)
-        if std:
+        if stress:
+            out["stress"] = mean[4 * n:].reshape(-1, 6)
+        stress_std = std if stress_std is None else stress_std
+        if std or (stress and stress_std):
             v = sla.solve_triangular(self.L, ks, lower=True) if self.n_labels else ks[:0]
             explained = np.einsum("ij,ij->j", v, v)
+        if std:
             prior_f, prior_e = prior_variances(self.kernels, envs)
             out["force_std"] = np.sqrt(np.clip(prior_f - explained[:3 * n].reshape(n, 3), 0, None))
-            out["local_energy_std"] = np.sqrt(np.clip(prior_e - explained[3 * n:], 0, None))
+            out["local_energy_std"] = np.sqrt(np.clip(prior_e - explained[3 * n:4 * n], 0, None))
+        if stress and stress_std:
+            prior_s = prior_stress_variances(self.kernels, envs)
+            out["stress_std"] = np.sqrt(np.clip(prior_s - explained[4 * n:].reshape(-1, 6), 0, None))
         return out
 
     def force_std(self, envs: Environments) -> np.ndarray:

@@ -29,7 +29,7 @@ def _envs_to_dict(e: Environments) -> dict:
 def _envs_from_dict(d: dict) -> Environments:
     d = dict(d)
     d["pairs"], d["triplets"] = Clusters(**d["pairs"]), Clusters(**d["triplets"])
-    return Environments(**{f.name: d[f.name] for f in fields(Environments)})
+    return Environments(**{f.name: d[f.name] for f in fields(Environments) if f.name in d})
 
 
 def gp_to_dict(gp: GaussianProcess) -> dict:
@@ -38,7 +38,7 @@ def gp_to_dict(gp: GaussianProcess) -> dict:
         "version": VERSION,
         "kernels": [{"body": k.body, "sigma": k.sigma, "length": k.length} for k in gp.kernels],
         "r_cut2": gp.r_cut2, "r_cut3": gp.r_cut3, "cutoff": gp.cutoff,
-        "noise": gp.noise, "energy_noise": gp.energy_noise, "jitter": gp.jitter,
+        "noise": gp.noise, "energy_noise": gp.energy_noise, "jitter": gp.jitter, "stress_noise": gp.stress_noise,
         "sets": {k: _envs_to_dict(e) for k, e in gp._sets.items()},
         "rows": {k: np.asarray(r) for k, r in gp._rows.items()},
         "y": gp.y, "is_force": gp._is_force, "K": gp.K, "L": gp.L, "alpha": gp.alpha,
@@ -49,7 +49,7 @@ def gp_from_dict(d: dict) -> GaussianProcess:
     if d.get("version") != VERSION:
         raise ValueError(f"GP dict version {d.get('version')!r} is not {VERSION}")
     gp = GaussianProcess([NBodyKernel(**k) for k in d["kernels"]], d["r_cut2"], d["r_cut3"],
-                         d["cutoff"], d["noise"], d["energy_noise"], d["jitter"])
+                         d["cutoff"], d["noise"], d["energy_noise"], d["jitter"], d.get("stress_noise", 1e-3))
     gp._sets = {k: _envs_from_dict(e) for k, e in d["sets"].items()}
     gp._rows = {k: np.asarray(r) for k, r in d["rows"].items()}
     gp.y, gp._is_force = np.asarray(d["y"]), np.asarray(d["is_force"], dtype=bool)

@@ -17,6 +17,11 @@ Every label is a linear functional of the cluster energies ``phi = f g``,
   of every cluster that is the env's atom;
 * ``"local_energy"``: rows ``n_envs``: ``phi / n_body`` per such vertex;
 * ``"energy"``: rows ``n_frames``: the sum of the local energies of a frame;
+* ``"virial"``: rows ``6 * n_frames`` (frame-major, Voigt order xx yy zz yz xz xy), eV:
+  ``W_ab = -sum_{clusters, edges e} dphi/dr_e r_e,a r_e,b / r_e``, each cluster shared
+  among its vertices like the local energy (a frame needs all of its environments);
+* ``"stress"``: the same rows, ``-W / volume`` in eV/Å^3 (ASE's sign: ``dE/d eps / V``;
+  frames periodic in all directions only);
 * a tuple of these names: their rows stacked in that order (one pass over the clusters).
 
 So ``cov(L, L') = sum_{c, d} [w w' k + w (dk/dr_d).v' + v.(dk/dr_c) w' + v.(d2k/dr_c dr_d).v']``
@@ -36,7 +41,9 @@ import torch
 
 from .environment import EDGES, Clusters, Environments
 
-KINDS = ("force", "local_energy", "energy")
+KINDS = ("force", "local_energy", "energy", "virial", "stress")
+#: Voigt order of the 6 virial / stress rows of a frame (ASE's)
+VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 CHUNK = 1 << 17  # cluster pairs per block of fields (up to 32 float64 arrays this size)
 TILE = 1 << 14  # cluster pairs per cache-sized tile of the elementwise work
 
@@ -89,6 +96,8 @@ def _functional(c: Clusters, envs: Environments, kind: str):
                                    shape=(3 * len(envs), n)))
         W = sum(Ve @ sp.diags(c.dfcut[:, e]) for e, Ve in enumerate(V))
         return sp.csc_matrix(W), [sp.csc_matrix(Ve @ sp.diags(c.fcut)) for Ve in V]
+    if kind in ("virial", "stress"):
+        return _virial_functional(c, envs, kind, v_own, envs.frame[owner])
     if kind == "local_energy":
         rows, n_rows_ = owner, len(envs)
     elif kind == "energy":
@@ -97,6 +106,27 @@ def _functional(c: Clusters, envs: Environments, kind: str):
         raise ValueError(f"unknown label kind {kind!r}; choose one of {KINDS}")
     W = sp.csc_matrix((c.fcut[v_own] / nb, (rows, v_own)), shape=(n_rows_, n))
     return W, None
+
+
+def _virial_functional(c: Clusters, envs: Environments, kind: str, v_own, frame):
+    """``(W, V)`` of the virial (eV) or stress (eV/Å^3) rows; each vertex occurrence
+    carries ``1/n_body`` of its cluster's virial ``-sum_e dphi/dr_e q_e`` with
+    ``q_e = r_e (x) r_e / r_e`` (Voigt), and ``dphi/dr_e = dfcut_e g + fcut dg/dr_e``."""
+    n, nb = len(c), c.n_body
+    ia, ib = np.array(VOIGT).T
+    q = c.vec[..., ia] * c.vec[..., ib] / c.dist[..., None]  # [N, m, 6] Å
+    scale = np.full(len(v_own), -1.0 / nb)
+    if kind == "stress":
+        scale = -scale / envs.frame_volumes()[frame]
+    rows = (6 * frame[:, None] + np.arange(6)).ravel()
+    cols = np.repeat(v_own, 6)
+
+    def mat(data):  # data [occurrences, 6]
+        return sp.csc_matrix(((scale[:, None] * data).ravel(), (rows, cols)),
+                             shape=(6 * envs.n_frames, n))
+
+    W = mat(np.einsum("ne,nek->nk", c.dfcut, q)[v_own])
+    return W, [mat(c.fcut[v_own, None] * q[v_own, e]) for e in range(q.shape[1])]
 
 
 def functional(c: Clusters, envs: Environments, kind):
@@ -115,7 +145,11 @@ def n_rows(envs: Environments, kind) -> int:
     """Number of labels of ``kind`` (a name or a tuple of names) for ``envs``."""
     if not isinstance(kind, str):
         return sum(n_rows(envs, k) for k in kind)
-    return {"force": 3 * len(envs), "local_energy": len(envs), "energy": envs.n_frames}[kind]
+    sizes = {"force": 3 * len(envs), "local_energy": len(envs), "energy": envs.n_frames,
+             "virial": 6 * envs.n_frames, "stress": 6 * envs.n_frames}
+    if kind not in sizes:
+        raise ValueError(f"unknown label kind {kind!r}; choose one of {KINDS}")
+    return sizes[kind]
 
 
 def _exp(x: np.ndarray) -> np.ndarray:
@@ -277,3 +311,14 @@ def prior_variances(kernels, envs: Environments, group: int = 64):
     if not force:
         return np.zeros((0, 3)), np.zeros(0)
     return np.concatenate(force), np.concatenate(energy)
+
+
+def prior_stress_variances(kernels, envs: Environments) -> np.ndarray:
+    """Prior variances ``[n_frames, 6]`` (eV/Å^3)^2 of each frame's stress components
+    (Voigt order), frame by frame (a frame's clusters with themselves only)."""
+    out = np.zeros((envs.n_frames, 6))
+    for f in range(envs.n_frames):
+        sub = envs.subset(np.flatnonzero(envs.frame == f))
+        K = kernel_matrix(kernels, sub, "stress", sub, "stress")
+        out[f] = np.diag(K)[6 * f:6 * f + 6]
+    return out
