@@ -1,9 +1,11 @@
 """Build and run an atomistic concurrent-learning loop from a RunConfig (``conlearn run``).
 
-Stage 0 labels the initial data (perturbed, strained structures) through the executor,
-each frame recorded in the run's manifest (``init/label/NNNNNN``); then the generic
-:class:`~conlearn.core.loop.BatchLoop` iterates train → explore → select → label.
-Everything is recorded as it finishes, so re-running the same command resumes.
+Stage 0 gathers the initial data: already-labelled frames from ``initial.data`` (read
+once and recorded in the run's manifest as ``init/data``, so a resume never re-reads
+them) and the perturbed, strained structures labelled through the executor, each recorded
+(``init/label/NNNNNN``). Then the generic :class:`~conlearn.core.loop.BatchLoop` iterates
+train → explore → select → label with the components of ``model_kind`` (DeepPot committee
+or one GP). Everything is recorded as it finishes, so re-running the same command resumes.
 """
 
 from __future__ import annotations
@@ -19,13 +21,17 @@ from ...core.manifest import Manifest
 from ...core.records import Candidate, Condition, TaskContext, derive_seed
 from ...core.selection import TrustWindowSelector
 from ...core.tasks import label_with_retries, run_task
+from ..dataset import load_systems
 from ..frames import atoms_to_frame
 from ..initial import build_structures, perturbed_frames
 from ..labeler import ASELabeler
 from ..reference import ReferenceSpec
+from ..system import DataError, System
 from .config import RunConfig
 from .explorer import MDExplorer
 from .trainer import DeepPotTrainer
+
+OTF_LABELS = "labelled.extxyz"  # the labelled frames of an on-the-fly run directory
 
 
 def structures(cfg: RunConfig) -> dict[str, object]:
@@ -45,12 +51,80 @@ def initial_candidates(cfg: RunConfig) -> list[Candidate]:
     return out
 
 
+def read_labelled(path: str | Path, type_map: list[str]) -> list[dict]:
+    """Labelled frames (energy eV, forces [n, 3] eV/Å, virial eV when present) from one
+    ``initial.data`` entry, in file order, each with ``meta`` ``{"source", "index"}``.
+
+    ``path``: an on-the-fly run directory (its ``labelled.extxyz``), a file ASE reads, a
+    deepmd system directory or a directory of them. A frame without energy or forces, or
+    an element not in ``type_map``, is a :class:`DataError` naming the file.
+    """
+    p = Path(path)
+    source = p / OTF_LABELS if p.is_dir() and (p / OTF_LABELS).is_file() else p
+    frames = []
+    for system in load_systems([source]):
+        frames += _system_frames(system, type_map, source)
+    for k, f in enumerate(frames):
+        f["meta"] = {"source": str(source), "index": k}
+    return frames
+
+
+def _system_frames(s: System, type_map: list[str], source: Path) -> list[dict]:
+    from ase.data import atomic_numbers
+
+    for label, value in (("energy", s.energies), ("forces", s.forces)):
+        if value is None:
+            raise DataError(f"{s.name}: frames without {label}; initial.data needs labelled frames "
+                            "(energy and forces)")
+    used = [s.type_map[t] for t in np.unique(s.types)]
+    unknown = [el for el in used if el not in type_map]
+    if unknown:
+        hint = f" ({source} has no type_map.raw)" if any(el not in atomic_numbers for el in unknown) else ""
+        raise DataError(f"{s.name}: element(s) {unknown} not in the run's type_map {type_map}{hint}")
+    numbers = np.array([atomic_numbers[el] for el in s.symbols], dtype=np.int64)
+    out = []
+    for i in range(s.n_frames):
+        f = {"numbers": numbers.copy(), "positions": s.coords[i].copy(),
+             "cell": s.cells[i].copy() if s.cells is not None else np.zeros((3, 3)),
+             "pbc": np.asarray(s.pbc, dtype=bool).copy(),
+             "energy": float(s.energies[i]), "forces": s.forces[i].copy()}
+        if s.virials is not None:
+            f["virial"] = s.virials[i].copy()
+        out.append(f)
+    return out
+
+
+def seed_data(cfg: RunConfig, man: Manifest, log=print) -> list[dict]:
+    """The frames of ``initial.data``: read and recorded (``init/data``) on the first run,
+    replayed from the manifest on a resume (a run keeps the data it started with)."""
+    paths = [str(p) for p in cfg.initial.data]
+    rec = man.get("init/data")
+    if rec is not None:
+        if rec.meta.get("paths") != paths:
+            raise ValueError(f"{man.run_dir} was seeded from {rec.meta.get('paths')}, the config now lists "
+                             f"{paths} in initial.data; use a new run directory")
+        return man.load("init/data")
+    if not paths:
+        return []
+    frames, counts = [], []
+    for p in paths:
+        got = read_labelled(p, list(cfg.type_map))
+        frames += got
+        counts.append(len(got))
+    man.record("init/data", frames, {"paths": paths, "n_frames": counts})
+    log(f"initial data: {len(frames)} labelled frames from {len(paths)} path(s)")
+    return frames
+
+
 def label_initial(cfg: RunConfig, run_dir: Path, executor, log=print) -> list[dict]:
-    """Label the initial frames (recorded one by one); returns the good labels, in order."""
+    """The initial data, in order: the frames of ``initial.data`` (recorded as they are),
+    then the perturbed structures labelled by the reference (recorded one by one; the
+    quarantined ones are left out)."""
     labeler = ASELabeler(ReferenceSpec.model_validate(cfg.reference))
     cands = initial_candidates(cfg)
     results: dict[str, object] = {}
     with Manifest(run_dir) as man:
+        seeds = seed_data(cfg, man, log)
         pending = {}
         for i, c in enumerate(cands):
             key = f"init/label/{i:06d}"
@@ -73,7 +147,7 @@ def label_initial(cfg: RunConfig, run_dir: Path, executor, log=print) -> list[di
     bad = [r for r in labels if not r.ok]
     for r in bad:
         log(f"initial frame {r.candidate_key} quarantined: {r.reason}")
-    return [r.payload for r in labels if r.ok]
+    return seeds + [r.payload for r in labels if r.ok]
 
 
 def conditions_for(cfg: RunConfig):
@@ -102,18 +176,34 @@ def conditions_for(cfg: RunConfig):
     return grid
 
 
-def build_loop(cfg: RunConfig, run_dir: Path, executor, initial_data: list, observers=()) -> BatchLoop:
+def deeppot_components(cfg: RunConfig):
+    """``(trainer, explorer, n_models)`` of a DeepPot committee."""
     t = cfg.training
     trainer = DeepPotTrainer(model=cfg.model_section(), numb_steps=t.numb_steps,
                              reuse_numb_steps=t.reuse_numb_steps, reuse_start_lr=t.reuse_start_lr,
                              learning_rate=dict(t.learning_rate), loss=dict(t.loss), disp_freq=t.disp_freq)
+    return trainer, MDExplorer(), t.n_models
+
+
+def gp_components(cfg: RunConfig):
+    """``(trainer, explorer, 1)``: one GP; its predicted std is the deviation."""
+    from ..gp.batch import GPExplorer, GPTrainer
+
+    return GPTrainer.from_spec(cfg.gp), GPExplorer(), 1
+
+
+MODEL_KINDS = {"deeppot": deeppot_components, "gp": gp_components}
+
+
+def build_loop(cfg: RunConfig, run_dir: Path, executor, initial_data: list, observers=()) -> BatchLoop:
+    trainer, explorer, n_models = MODEL_KINDS[cfg.model_kind](cfg)
     s = cfg.selection
     selector = TrustWindowSelector(lo=s.trust_lo, hi=s.trust_hi, threshold=s.converge_fraction,
                                    max_select=s.max_select, order=s.order)
-    settings = LoopSettings(n_models=t.n_models, max_iterations=cfg.loop.max_iterations,
+    settings = LoopSettings(n_models=n_models, max_iterations=cfg.loop.max_iterations,
                             label_retries=cfg.loop.label_retries, label_timeout_s=cfg.loop.label_timeout_s,
                             seed=cfg.loop.seed)
-    return BatchLoop(trainer=trainer, explorer=MDExplorer(), selector=selector,
+    return BatchLoop(trainer=trainer, explorer=explorer, selector=selector,
                      labeler=ASELabeler(ReferenceSpec.model_validate(cfg.reference)),
                      conditions=conditions_for(cfg), initial_data=initial_data, run_dir=run_dir,
                      executor=executor, settings=settings, observers=observers)
