@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
+from .deeppot.committee import StackedCommittee, stackable
 from .deeppot.model import DeepPot, load_model, types_for
 
 
@@ -45,6 +46,8 @@ class DeepPotCalculator(Calculator):
         if len(tm) != 1:
             raise ValueError(f"committee models disagree on type_map: {sorted(tm)}")
         self.type_map = self.models[0].type_map
+        # members sharing one architecture are evaluated as one batched model
+        self.stacked = StackedCommittee(self.models) if stackable(self.models) else None
 
     def predict(self, atoms_list, *, stress: bool = True) -> list[dict]:
         """Batched evaluation of many structures (same results as one by one)."""
@@ -53,15 +56,12 @@ class DeepPotCalculator(Calculator):
             pbc = np.asarray(a.pbc, dtype=bool)
             frames.append((a.positions, a.cell.array if pbc.any() else None, pbc,
                            types_for(self.type_map, a.get_chemical_symbols(), f"structure {k}")))
-        per_model = []
-        graphs = {}
-        for m in self.models:
-            key = (m.spec.rcut, tuple(m.spec.sel), m.dtype, str(m.device))
-            if key not in graphs:
-                graphs[key] = m.graph(frames)
-            g = graphs[key]
-            out = m.evaluate(g, virial=True)
-            per_model.append({k: v.detach().cpu().numpy().astype(np.float64) for k, v in out.items()})
+        if self.stacked is not None:
+            out = self.stacked.evaluate(self.models[0].graph(frames), virial=True)
+            arrays = {k: v.detach().cpu().numpy().astype(np.float64) for k, v in out.items()}
+            per_model = [{k: v[m] for k, v in arrays.items()} for m in range(len(self.models))]
+        else:
+            per_model = self._one_by_one(frames)
         n_per = np.array([len(f[3]) for f in frames])
         splits = np.cumsum(n_per)[:-1]
         results = []
@@ -78,6 +78,16 @@ class DeepPotCalculator(Calculator):
                 r["energy_std"] = float(energy.std())
             results.append(r)
         return results
+
+    def _one_by_one(self, frames) -> list[dict]:
+        per_model, graphs = [], {}
+        for m in self.models:
+            key = (m.spec.rcut, tuple(m.spec.sel), m.dtype, str(m.device))
+            if key not in graphs:
+                graphs[key] = m.graph(frames)
+            out = m.evaluate(graphs[key], virial=True)
+            per_model.append({k: v.detach().cpu().numpy().astype(np.float64) for k, v in out.items()})
+        return per_model
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
