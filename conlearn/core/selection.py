@@ -8,7 +8,8 @@ An explored item with committee deviation ``d`` is
 
 The iteration has converged when accurate / explored >= ``threshold``.
 Candidates pass through an optional de-duplication hook, then at most ``max_select`` of
-them are kept (a seeded random choice, or the largest deviations first).
+them are kept (a seeded random choice, the largest deviations first, or a seeded random
+choice balanced over the exploration tasks the candidates come from).
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ class TrustWindowSelector:
     threshold:  accurate fraction counted as converged (e.g. 0.99).
     max_select: cap on items labelled per iteration (None: no cap).
     order:      how the cap picks: "random" (seeded by ``ctx.seed``, DP-GEN's choice,
-                spreads labels over the whole window) or "largest" (largest deviation first).
+                spreads labels over the whole window), "largest" (largest deviation first)
+                or "balanced" (round-robin over the exploration tasks, i.e. conditions,
+                random within each: a condition with few candidates still gets its share
+                instead of being drowned by one with many).
     dedup:      optional picklable hook ``candidates -> kept candidates`` (e.g. drop frames
                 too similar to one another); it sees candidates in key order, before the cap.
     """
@@ -42,7 +46,7 @@ class TrustWindowSelector:
     hi: float
     threshold: float = 0.99
     max_select: int | None = None
-    order: Literal["random", "largest"] = "random"
+    order: Literal["random", "largest", "balanced"] = "random"
     dedup: Dedup | None = None
 
     def __post_init__(self) -> None:
@@ -52,8 +56,8 @@ class TrustWindowSelector:
             raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
         if self.max_select is not None and self.max_select < 0:
             raise ValueError(f"max_select must be >= 0 or None, got {self.max_select}")
-        if self.order not in ("random", "largest"):
-            raise ValueError(f"order must be 'random' or 'largest', got {self.order!r}")
+        if self.order not in ("random", "largest", "balanced"):
+            raise ValueError(f"order must be 'random', 'largest' or 'balanced', got {self.order!r}")
 
     def classify(self, deviation: float) -> str:
         """'accurate', 'candidate' or 'failed' for one deviation."""
@@ -81,5 +85,17 @@ class TrustWindowSelector:
             return kept
         if self.order == "largest":
             return sorted(kept, key=lambda c: (-c.deviation, c.key))[: self.max_select]
-        chosen = random.Random(seed).sample(range(len(kept)), self.max_select)
+        rng = random.Random(seed)
+        if self.order == "balanced":
+            groups: dict[str, list[int]] = {}
+            for i, c in enumerate(kept):  # key = "<explore task key>/<item>"
+                groups.setdefault(c.key.rsplit("/", 1)[0], []).append(i)
+            queues = [rng.sample(g, len(g)) for _, g in sorted(groups.items())]
+            chosen = []
+            while len(chosen) < self.max_select:
+                for q in queues:
+                    if q and len(chosen) < self.max_select:
+                        chosen.append(q.pop())
+            return [kept[i] for i in sorted(chosen)]
+        chosen = rng.sample(range(len(kept)), self.max_select)
         return [kept[i] for i in sorted(chosen)]

@@ -66,12 +66,24 @@ class ExplorationStage(_Strict):
     trj_freq: int = Field(10, ge=1)
 
 
+class MDOptions(_Strict):
+    """How exploration MD runs (model_kind deeppot).
+
+    drive: "committee" — the committee mean drives MD and every frame's deviation comes with
+    the step (one batched evaluation of all members); "first" — member 0 drives (DP-GEN).
+    stop_devi_f: eV/Å, a trajectory whose ε_f exceeds this is stopped (it blew up).
+    """
+
+    drive: Literal["committee", "first"] = "committee"
+    stop_devi_f: float = Field(2.0, gt=0)
+
+
 class SelectionSettings(_Strict):
     trust_lo: float = Field(0.05, ge=0, description="eV/Å")
     trust_hi: float = Field(0.25, gt=0, description="eV/Å")
     max_select: Optional[int] = Field(50, ge=0)
     converge_fraction: float = Field(0.99, gt=0, le=1)
-    order: str = "random"
+    order: Literal["random", "largest", "balanced"] = "random"
 
     @model_validator(mode="after")
     def _window(self):
@@ -133,6 +145,7 @@ class RunConfig(_Strict):
     training: TrainingSettings = TrainingSettings()
     gp: BatchGPSpec = BatchGPSpec()
     exploration: list[ExplorationStage] = Field(min_length=1)
+    md: MDOptions = MDOptions()
     selection: SelectionSettings = SelectionSettings()
     loop: LoopOptions = LoopOptions()
     heldout: Optional[HeldOut] = None

@@ -1,8 +1,8 @@
 """MD exploration with a DeepPot committee (DP-GEN's ``model_devi`` stage).
 
-Dynamics are driven by committee member 0 (as DP-GEN drives LAMMPS with ``graph.000``);
-every ``trj_freq`` steps the frame is evaluated by the whole committee and recorded with
-its force deviation ε_f = max_i sqrt(<|f_i - f̄_i|²>) (eV/Å) and virial deviation
+Dynamics are driven by the committee mean (the committee is evaluated as one batched model
+at every step) or, as DP-GEN drives LAMMPS with ``graph.000``, by member 0; every
+``trj_freq`` steps the frame is recorded with its force deviation ε_f = max_i sqrt(<|f_i - f̄_i|²>) (eV/Å) and virial deviation
 (eV/atom). Ensembles: NVT (Langevin, BAOAB) and NPT (BAOAB with a Langevin-Hoover
 barostat, hydrostatic), both from ASE. Structures not periodic in all three directions
 are run NVT. A trajectory stops early ("blew up") when atoms overlap, a neighbour count
@@ -55,35 +55,55 @@ class MDExplorer:
 
         structure: frame dict (positions Å, cell Å, numbers, pbc) — the starting point
         temperature: K;  pressure: GPa or None (NVT);  n_steps;  dt_fs;  trj_freq
+
+    drive: ``"committee"`` — the committee mean drives the dynamics and, the whole committee
+        being evaluated at every step anyway (as one batched model), every ``trj_freq``-th
+        frame is recorded at no extra cost; ``"first"`` — member 0 drives (DP-GEN's
+        ``graph.000``) and the committee is evaluated only on recorded frames.
+    payload_window: ``(lo, hi)`` eV/Å: frames whose ε_f lies outside it are recorded with
+        their deviations but without their coordinates (they can never be labelled: below
+        the trust window they are accurate, above it failed), which keeps the manifest small.
     """
 
     stop_devi_f: float = 2.0
     write_trajectory: bool = True
+    drive: str = "committee"
+    payload_window: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.drive not in ("committee", "first"):
+            raise ValueError(f"drive must be 'committee' or 'first', not {self.drive!r}")
 
     def explore(self, models: Sequence[TrainResult], condition: Condition, ctx: TaskContext) -> ExploredBatch:
         p = condition.params
         committee = [load_model(r.model_paths[0]) for r in models]
-        driver = DeepPotCalculator(committee[0])
         judge = DeepPotCalculator(committee)
         atoms = frame_to_atoms(p["structure"])
-        atoms.calc = driver
+        atoms.calc = judge if self.drive == "committee" else DeepPotCalculator(committee[0])
         rng = np.random.default_rng(ctx.seed)
         dyn, npt = langevin_md(atoms, p, rng)
         trj_freq, n_steps = int(p.get("trj_freq", 10)), int(p["n_steps"])
         candidates, traj, blew_up = [], [], None
+        lo, hi = self.payload_window or (-np.inf, np.inf)
         t0 = time.perf_counter()
 
         def record() -> None:
             nonlocal blew_up
             step = dyn.nsteps
-            res = judge.predict([atoms])[0]
-            devi = {k: res[k] for k in res if "devi" in k}
-            frame = atoms_to_frame(atoms, meta={"condition": condition.name, "step": step,
-                                                "temperature": float(atoms.get_temperature()), **devi})
-            candidates.append(Candidate(deviation=float(devi["max_devi_f"]), payload=frame, meta=dict(frame["meta"])))
-            traj.append(atoms.copy())
-            if not np.isfinite(devi["max_devi_f"]) or devi["max_devi_f"] > self.stop_devi_f:
-                blew_up = f"max_devi_f {devi['max_devi_f']:.3g} eV/Å > {self.stop_devi_f} at step {step}"
+            if atoms.calc is judge:
+                atoms.get_forces()  # current (cached after the step) committee results
+                res = judge.results
+            else:
+                res = judge.predict([atoms])[0]
+            devi = {k: float(res[k]) for k in res if "devi" in k}
+            eps = devi["max_devi_f"]
+            meta = {"condition": condition.name, "step": step, "temperature": float(atoms.get_temperature()), **devi}
+            frame = atoms_to_frame(atoms, meta=meta) if lo <= eps < hi else None
+            candidates.append(Candidate(deviation=eps, payload=frame, meta=meta))
+            if self.write_trajectory:
+                traj.append(atoms.copy())
+            if not np.isfinite(eps) or eps > self.stop_devi_f:
+                blew_up = f"max_devi_f {eps:.3g} eV/Å > {self.stop_devi_f} at step {step}"
 
         try:
             record()
@@ -96,6 +116,8 @@ class MDExplorer:
                 "wall_s": time.perf_counter() - t0, "blew_up": blew_up}
         if self.write_trajectory and traj:
             out = Path(ctx.workdir)
+            for a in traj:
+                a.calc = None
             write(out / "traj.extxyz", traj)
             devi = np.array([[c.meta["step"], c.meta["max_devi_f"], c.meta["avg_devi_f"], c.meta["min_devi_f"],
                               c.meta.get("max_devi_v", np.nan)] for c in candidates])

@@ -182,7 +182,10 @@ def deeppot_components(cfg: RunConfig):
     trainer = DeepPotTrainer(model=cfg.model_section(), numb_steps=t.numb_steps,
                              reuse_numb_steps=t.reuse_numb_steps, reuse_start_lr=t.reuse_start_lr,
                              learning_rate=dict(t.learning_rate), loss=dict(t.loss), disp_freq=t.disp_freq)
-    return trainer, MDExplorer(), t.n_models
+    s = cfg.selection
+    explorer = MDExplorer(stop_devi_f=cfg.md.stop_devi_f, drive=cfg.md.drive,
+                          payload_window=(s.trust_lo, s.trust_hi))
+    return trainer, explorer, t.n_models
 
 
 def gp_components(cfg: RunConfig):

@@ -72,3 +72,19 @@ def test_derived_seeds_are_stable_and_distinct():
     assert derive_seed(0, "iter-000/train/000") == derive_seed(0, "iter-000/train/000")
     seeds = {derive_seed(s, f"iter-000/train/{m:03d}") for s in range(3) for m in range(50)}
     assert len(seeds) == 150 and all(0 <= s < 2**63 for s in seeds)
+
+
+def test_cap_balanced_shares_labels_over_conditions():
+    many = batch([0.2] * 90, "iter-000/explore/0000")  # one condition with 90 candidates
+    few = batch([0.2] * 3, "iter-000/explore/0001")  # another with 3
+    mid = batch([0.2] * 20, "iter-000/explore/0002")
+    sel = TrustWindowSelector(0.1, 0.5, max_select=12, order="balanced")
+    got = sel.select([many, few, mid], ctx(4)).selected
+    per = {p: sum(c.key.startswith(p) for c in got) for p in ("iter-000/explore/0000", "iter-000/explore/0001",
+                                                              "iter-000/explore/0002")}
+    assert per == {"iter-000/explore/0000": 5, "iter-000/explore/0001": 3, "iter-000/explore/0002": 4}
+    assert [c.key for c in got] == sorted(c.key for c in got)  # key order kept
+    assert got == sel.select([many, few, mid], ctx(4)).selected  # seeded
+    # random order would give the small conditions about 12 * 23/113 labels in all
+    with pytest.raises(ValueError, match="balanced"):
+        TrustWindowSelector(0.1, 0.5, order="nearest")
