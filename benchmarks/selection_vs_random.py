@@ -21,12 +21,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ase.io import read  # noqa: E402
+
 from conlearn.atoms.deeppot.model import load_model  # noqa: E402
 from conlearn.atoms.dpgen.config import RunConfig  # noqa: E402
 from conlearn.atoms.dpgen.heldout import heldout_errors  # noqa: E402
 from conlearn.atoms.dpgen.report import load_run  # noqa: E402
 from conlearn.atoms.dpgen.run import conditions_for  # noqa: E402
 from conlearn.atoms.dpgen.trainer import DeepPotTrainer  # noqa: E402
+from conlearn.atoms.frames import atoms_to_frame  # noqa: E402
 from conlearn.atoms.labeler import label_frames  # noqa: E402
 from conlearn.atoms.reference import build_reference  # noqa: E402
 from conlearn.core.records import TaskContext  # noqa: E402
@@ -37,8 +40,12 @@ def collect(run: Path):
     initial = [r.payload for r in d["init"] if r.ok]
     explored, picked = [], []
     for st in d["iterations"].values():
-        for b in st.get("explore", []):
-            explored += [c.payload for c in b.candidates]
+        for b in st.get("explore", []):  # every recorded frame, from the trajectory files
+            path = b.meta.get("trajectory")
+            if path and Path(path).exists():
+                explored += [atoms_to_frame(a) for a in read(path, ":")]
+            else:
+                explored += [c.payload for c in b.candidates if c.payload is not None]
         picked += [r.payload for r in st.get("label", []) if r.ok]
     return initial, explored, picked
 

@@ -47,6 +47,9 @@ class LoopSettings:
     label_retries:   extra tries of a failing reference call before quarantine.
     label_timeout_s: time limit of one reference call, seconds (None: no limit).
     seed:            root of every task's seed.
+    label_last:      label the selection of the last iteration too. Off by default: no
+                     member is trained on those labels, the last exploration only measures
+                     the final committee (raising max_iterations on a re-run labels them).
     """
 
     n_models: int = 4
@@ -54,6 +57,7 @@ class LoopSettings:
     label_retries: int = 2
     label_timeout_s: float | None = None
     seed: int = 0
+    label_last: bool = False
 
     def __post_init__(self) -> None:
         if self.n_models < 1 or self.max_iterations < 1 or self.label_retries < 0:
@@ -99,7 +103,8 @@ class BatchLoop:
             for it in range(self.settings.max_iterations):
                 models = self.train(it, data, models)
                 selection = self.select(it, self.explore(it, models))
-                labels = [] if selection.converged else self.label(it, selection.selected)
+                final = it == self.settings.max_iterations - 1 and not self.settings.label_last
+                labels = [] if selection.converged or final else self.label(it, selection.selected)
                 data += [r.payload for r in labels if r.ok]
                 reports.append(IterationReport(it, selection, sum(r.ok for r in labels),
                                                tuple(r for r in labels if not r.ok), len(data)))
@@ -191,7 +196,7 @@ class BatchLoop:
 
     def _check_settings(self) -> None:
         """A run directory belongs to one set of settings (max_iterations may change)."""
-        mine = {k: v for k, v in asdict(self.settings).items() if k != "max_iterations"}
+        mine = {k: v for k, v in asdict(self.settings).items() if k not in ("max_iterations", "label_last")}
         rec = self.manifest.get("loop/settings")
         if rec is None:
             self.manifest.record("loop/settings", None, mine)

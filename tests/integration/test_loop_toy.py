@@ -72,7 +72,7 @@ def test_dask_local_cluster_converges_to_the_same_result(reference, tmp_path):
 def test_dask_worker_processes_compute_what_the_reference_did(reference, tmp_path):
     """Two iterations on a spawned Dask worker process: same labels as the reference's."""
     ref, ref_dir, _ = reference
-    settings = LoopSettings(n_models=4, max_iterations=2, label_retries=2)
+    settings = LoopSettings(n_models=4, max_iterations=2, label_retries=2, label_last=True)
     with DaskExecutor.local(n_workers=1, threads_per_worker=2, processes=True) as ex:
         report = toy_loop(tmp_path, ex, labeler=FunctionLabeler(**FLAKY), settings=settings).run()
     assert [it.summary() for it in report.iterations] == [it.summary() for it in ref.iterations[:2]]

@@ -112,7 +112,11 @@ def test_changed_settings_on_an_existing_run_dir_are_refused(tmp_path):
 def test_stops_unconverged_at_max_iterations(tmp_path):
     report = toy_loop(tmp_path, InProcessExecutor(), settings=LoopSettings(n_models=2, max_iterations=2)).run()
     assert not report.converged and len(report.iterations) == 2
-    assert report.iterations[-1].n_labelled > 0  # the last iteration's labels are kept
+    assert report.iterations[-1].n_labelled == 0  # no member would train on them: not computed
+    assert report.iterations[0].n_labelled > 0
+    again = toy_loop(tmp_path / "b", InProcessExecutor(),
+                     settings=LoopSettings(n_models=2, max_iterations=2, label_last=True)).run()
+    assert again.iterations[-1].n_labelled > 0  # the last iteration's labels are kept on request
 
 
 @dataclass(frozen=True)
