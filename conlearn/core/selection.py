@@ -37,7 +37,12 @@ class TrustWindowSelector:
                 spreads labels over the whole window), "largest" (largest deviation first)
                 or "balanced" (round-robin over the exploration tasks, i.e. conditions,
                 random within each: a condition with few candidates still gets its share
-                instead of being drowned by one with many).
+                instead of being drowned by one with many), or "balanced-largest"
+                (round-robin over conditions, largest deviation first within each, items
+                of one task at least ``min_gap`` items apart: the rare, most uncertain
+                events of every condition are labelled, not their neighbours in time).
+    min_gap:    for "balanced-largest", the smallest distance in item number (trajectory
+                frames) between two picks of one exploration task.
     dedup:      optional picklable hook ``candidates -> kept candidates`` (e.g. drop frames
                 too similar to one another); it sees candidates in key order, before the cap.
     """
@@ -46,8 +51,9 @@ class TrustWindowSelector:
     hi: float
     threshold: float = 0.99
     max_select: int | None = None
-    order: Literal["random", "largest", "balanced"] = "random"
+    order: Literal["random", "largest", "balanced", "balanced-largest"] = "random"
     dedup: Dedup | None = None
+    min_gap: int = 0
 
     def __post_init__(self) -> None:
         if not (0 <= self.lo < self.hi):
@@ -56,8 +62,11 @@ class TrustWindowSelector:
             raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
         if self.max_select is not None and self.max_select < 0:
             raise ValueError(f"max_select must be >= 0 or None, got {self.max_select}")
-        if self.order not in ("random", "largest", "balanced"):
-            raise ValueError(f"order must be 'random', 'largest' or 'balanced', got {self.order!r}")
+        orders = ("random", "largest", "balanced", "balanced-largest")
+        if self.order not in orders:
+            raise ValueError(f"order must be one of {orders}, got {self.order!r}")
+        if self.min_gap < 0:
+            raise ValueError(f"min_gap must be >= 0, got {self.min_gap}")
 
     def classify(self, deviation: float) -> str:
         """'accurate', 'candidate' or 'failed' for one deviation."""
@@ -86,16 +95,33 @@ class TrustWindowSelector:
         if self.order == "largest":
             return sorted(kept, key=lambda c: (-c.deviation, c.key))[: self.max_select]
         rng = random.Random(seed)
-        if self.order == "balanced":
-            groups: dict[str, list[int]] = {}
-            for i, c in enumerate(kept):  # key = "<explore task key>/<item>"
-                groups.setdefault(c.key.rsplit("/", 1)[0], []).append(i)
-            queues = [rng.sample(g, len(g)) for _, g in sorted(groups.items())]
-            chosen = []
-            while len(chosen) < self.max_select:
-                for q in queues:
-                    if q and len(chosen) < self.max_select:
-                        chosen.append(q.pop())
-            return [kept[i] for i in sorted(chosen)]
+        if self.order.startswith("balanced"):
+            return [kept[i] for i in sorted(self._balanced(kept, rng))]
         chosen = rng.sample(range(len(kept)), self.max_select)
         return [kept[i] for i in sorted(chosen)]
+
+    def _balanced(self, kept: list[Candidate], rng: random.Random) -> list[int]:
+        """Round-robin over exploration tasks (key ``"<task key>/<item>"``)."""
+        groups: dict[str, list[int]] = {}
+        for i, c in enumerate(kept):
+            groups.setdefault(c.key.rsplit("/", 1)[0], []).append(i)
+        largest = self.order == "balanced-largest"
+        queues = [sorted(g, key=lambda i: (kept[i].deviation, kept[i].key)) if largest else rng.sample(g, len(g))
+                  for _, g in sorted(groups.items())]
+        taken: list[list[int]] = [[] for _ in queues]  # item numbers picked per task
+
+        def item(i: int) -> int:
+            tail = kept[i].key.rsplit("/", 1)[-1]
+            return int(tail) if tail.isdigit() else i
+
+        chosen: list[int] = []
+        while len(chosen) < self.max_select and any(queues):
+            for q, t in zip(queues, taken):
+                while q and len(chosen) < self.max_select:
+                    i = q.pop()  # the last: largest deviation, or a random one
+                    if largest and any(abs(item(i) - j) < self.min_gap for j in t):
+                        continue
+                    chosen.append(i)
+                    t.append(item(i))
+                    break
+        return chosen

@@ -83,7 +83,8 @@ class SelectionSettings(_Strict):
     trust_hi: float = Field(0.25, gt=0, description="eV/Å")
     max_select: Optional[int] = Field(50, ge=0)
     converge_fraction: float = Field(0.99, gt=0, le=1)
-    order: Literal["random", "largest", "balanced"] = "random"
+    order: Literal["random", "largest", "balanced", "balanced-largest"] = "random"
+    min_gap: int = Field(0, ge=0, description="frames between two picks of one trajectory (balanced-largest)")
 
     @model_validator(mode="after")
     def _window(self):

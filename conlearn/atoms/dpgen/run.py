@@ -202,7 +202,7 @@ def build_loop(cfg: RunConfig, run_dir: Path, executor, initial_data: list, obse
     trainer, explorer, n_models = MODEL_KINDS[cfg.model_kind](cfg)
     s = cfg.selection
     selector = TrustWindowSelector(lo=s.trust_lo, hi=s.trust_hi, threshold=s.converge_fraction,
-                                   max_select=s.max_select, order=s.order)
+                                   max_select=s.max_select, order=s.order, min_gap=s.min_gap)
     settings = LoopSettings(n_models=n_models, max_iterations=cfg.loop.max_iterations,
                             label_retries=cfg.loop.label_retries, label_timeout_s=cfg.loop.label_timeout_s,
                             seed=cfg.loop.seed)

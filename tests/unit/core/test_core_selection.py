@@ -88,3 +88,17 @@ def test_cap_balanced_shares_labels_over_conditions():
     # random order would give the small conditions about 12 * 23/113 labels in all
     with pytest.raises(ValueError, match="balanced"):
         TrustWindowSelector(0.1, 0.5, order="nearest")
+
+
+def test_balanced_largest_takes_rare_peaks_spread_in_time():
+    devs = [0.12] * 100
+    devs[40:43] = [0.28, 0.29, 0.27]  # one rare event, three neighbouring frames
+    devs[80] = 0.25
+    quiet = batch([0.11] * 50, "iter-000/explore/0001")
+    sel = TrustWindowSelector(0.1, 0.5, max_select=4, order="balanced-largest", min_gap=5)
+    got = sel.select([batch(devs), quiet], ctx()).selected
+    picks = [c.key for c in got if c.key.startswith("iter-000/explore/0000")]
+    assert picks[:2] == ["iter-000/explore/0000/00041", "iter-000/explore/0000/00080"]  # peaks, not 40 and 42
+    assert sum(c.key.startswith("iter-000/explore/0001") for c in got) == 2  # the other condition's share
+    with pytest.raises(ValueError, match="min_gap"):
+        TrustWindowSelector(0.1, 0.5, min_gap=-1)
