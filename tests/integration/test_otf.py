@@ -1,5 +1,6 @@
-"""The on-the-fly loop on 8-atom EMT aluminium: it learns, it is reproducible, a kill -9
-resumes to the same reference-call schedule, a config typo names its file and line."""
+"""The on-the-fly loop on 8-atom EMT aluminium: it learns, the same seed gives the same
+reference-call schedule, a kill -9 resumes to that schedule, an audit sets the noise floor,
+a config typo names its file and line."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ CONFIG = {
     "gp": {"r_cut2": 5.0, "r_cut3": 3.6, "energy_labels": False,
            "optimize": {"at_calls": [1, 2], "maxiter": 15}},
     "uncertainty": {"threshold": {"kind": "absolute", "value": 0.05}, "check_every": 5,
-                    "add": {"kind": "top_n", "n": 4}},
+                    "add": {"kind": "top_n", "n": 4}, "audit": {"every": 20}},
     "output": {"checkpoint_every": 10, "plots": False},
 }
 
@@ -79,6 +80,36 @@ def test_otf_calls_the_reference_and_learns(reference_run, tmp_path):
     assert len((done / "manifest.jsonl").read_text().splitlines()) == n_calls
     steps = [json.loads(line)["step"] for line in (done / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(60))
+
+
+def test_same_seed_gives_the_same_calls(reference_run, tmp_path):
+    """Two fresh runs of one config: the same reference-call schedule (audits included), the
+    same hyperparameters after every call and the same final positions, bit for bit."""
+    cfg_path, done = reference_run
+    run_otf(load_otf_config(cfg_path), tmp_path / "again")
+    a, model_a = load_checkpoint(done / "checkpoint.pkl")
+    b, _ = load_checkpoint(tmp_path / "again" / "checkpoint.pkl")
+    schedule = [(c["step"], c.get("audit", False), c["atoms"]) for c in a.calls]
+    assert schedule == [(c["step"], c.get("audit", False), c["atoms"]) for c in b.calls]
+    assert [c["hyperparameters"] for c in a.calls] == [c["hyperparameters"] for c in b.calls]
+    assert np.array_equal(a.positions, b.positions)
+    assert any(c.get("audit") for c in a.calls), "the test config should exercise an audit"
+    # the audit's out-of-sample errors set the noise floor, which the final GP respects
+    final = OTFModel.from_dict(model_a, load_otf_config(cfg_path).gp)
+    assert len(final.audits) == sum(bool(c.get("audit")) for c in a.calls)
+    assert final.gp.noise >= final.noise_floor - 1e-12
+
+
+def test_calibrated_noise_recovers_the_missing_variance():
+    from conlearn.atoms.otf.model import calibrated_noise
+
+    rng = np.random.default_rng(0)
+    std = rng.uniform(0.002, 0.02, size=(4000, 3))  # eV/Å, epistemic
+    err = rng.normal(size=std.shape) * np.sqrt(std**2 + 0.01**2)  # true noise 0.01 eV/Å
+    half = len(std) // 2
+    got = calibrated_noise([(err[:half], std[:half]), (err[half:], std[half:])])
+    assert got == pytest.approx(0.01, rel=0.05)
+    assert calibrated_noise([(0.001 * err, std)]) == 0.0  # the epistemic std covers it all
 
 
 def test_kill_and_resume_gives_the_same_calls(reference_run, tmp_path):
@@ -163,7 +194,7 @@ def test_a_call_recorded_before_a_crash_is_replayed_not_recomputed(reference_run
 
 
 def test_thresholds_and_atom_selection():
-    from conlearn.atoms.otf.config import AddSpec, OTFConfig
+    from conlearn.atoms.otf.config import AddSpec, AuditSpec, OTFConfig
     from conlearn.atoms.otf.loop import select_atoms
 
     cfg = OTFConfig.model_validate({**CONFIG, "uncertainty": {
@@ -178,6 +209,13 @@ def test_thresholds_and_atom_selection():
     assert select_atoms(std, 0.05, AddSpec(kind="above_threshold", n=2),
                         first=False).tolist() == [1, 2]
     assert select_atoms(std, 0.05, AddSpec(n=1), first=True).tolist() == [0, 1, 2, 3]
+    assert select_atoms(std, 0.05, AddSpec(n=1, initial=2), first=True).tolist() == [1, 2]
+    # an audited frame: its most uncertain atoms whatever the threshold says
+    above = AddSpec(kind="above_threshold", n=2)
+    assert select_atoms(std, 0.5, above, first=False, audit=AuditSpec()).tolist() == [1, 2]
+    assert select_atoms(std, 0.5, above, first=False, audit=AuditSpec(n=3)).tolist() == [1, 2, 3]
+    assert select_atoms(std, 0.5, AddSpec(kind="above_threshold", n=None), first=False,
+                        audit=AuditSpec()).tolist() == [0, 1, 2, 3]
 
 
 def test_resume_under_another_config_is_refused(reference_run):

@@ -33,15 +33,21 @@ class KernelSpec(_Strict):
 
 class OptimizeSpec(_Strict):
     """When to refit hyperparameters by maximum likelihood: after the reference calls
-    numbered ``at_calls`` (1 = the first) and after every ``every``-th call if set."""
+    numbered ``at_calls`` (1 = the first) and after every ``every``-th call if set, but
+    not while the GP holds fewer than ``min_labels`` labels (a few dozen force components
+    of one or two frames do not determine five hyperparameters: the fit then lands wherever
+    L-BFGS-B stops).  An audit (``uncertainty.audit``) always refits."""
 
     at_calls: list[int] = [1, 2, 3]
     every: Optional[int] = Field(None, ge=1)
+    min_labels: int = Field(0, ge=0, description="labels before the first fit")
     maxiter: int = Field(30, ge=1)
     noise_min: float = Field(0.005, gt=0, description="eV/Å, lower bound of the force noise")
     length_bounds: tuple[float, float] = Field((0.3, 5.0), description="Å")
 
-    def due(self, n_calls: int) -> bool:
+    def due(self, n_calls: int, n_labels: int | None = None) -> bool:
+        if n_labels is not None and n_labels < self.min_labels:
+            return False
         return n_calls in self.at_calls or bool(self.every and n_calls % self.every == 0)
 
 
@@ -106,10 +112,25 @@ class AddSpec(_Strict):
     initial: Optional[int] = Field(None, ge=1)
 
 
+class AuditSpec(_Strict):
+    """Label a frame although the GP is sure of it, after ``every`` MD steps without a
+    reference call (None: never).  Its errors are out of sample and the frame is not
+    chosen by the model's own uncertainty, so (with ``calibrate_noise``) the force noise is
+    kept at least at the value that makes the predictive std ``sqrt(std^2 + noise^2)``
+    fit the errors of all its atoms (maximum likelihood over all audits); then its ``n``
+    most uncertain atoms (None: ``add.n``, all if that is None) join the training set and
+    the hyperparameters are refitted."""
+
+    every: Optional[int] = Field(None, ge=1, description="MD steps without a call")
+    n: Optional[int] = Field(None, ge=1, description="atoms added (None: uncertainty.add.n)")
+    calibrate_noise: bool = True
+
+
 class UncertaintySpec(_Strict):
     threshold: Threshold = AbsoluteThreshold(value=0.05)
     check_every: int = Field(10, ge=1, description="MD steps between exact std evaluations")
     add: AddSpec = AddSpec()
+    audit: AuditSpec = AuditSpec()
 
 
 class MDSpec(_Strict):

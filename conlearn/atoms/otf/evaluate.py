@@ -49,6 +49,9 @@ def score(gp, frames, mapped=None) -> dict:
     Returns ``rmse``, ``mae``, ``max`` (eV/Å, over all components), ``mean_std`` (eV/Å,
     epistemic), ``mean_std_noise`` (eV/Å, sqrt(std^2 + noise^2)), ``calibration`` =
     rmse / mean_std and ``calibration_noise`` = rmse / mean_std_noise, ``rms_force``.
+    ``calibration_noise`` is the calibration of the held-out error (the labels are
+    observations, and the noise is the model's misfit on a noise-free reference);
+    ``calibration`` grows as data accumulates, the misfit staying.
     """
     err, std, ref = [], [], []
     for a in frames:

@@ -5,8 +5,11 @@ exact posterior std of every force component is computed; when its maximum excee
 threshold (eV/Å) the reference labels the frame, the most uncertain atoms' forces (and the
 frame energy) join the training set, the hyperparameters are refitted when the schedule
 says so, the mean is re-mapped and MD goes on from the same positions.  The first frame
-is always labelled.  Same config and seed -> the same trajectory and the same calls; a
-killed run resumes from its checkpoint (:mod:`conlearn.atoms.otf.state`).
+is always labelled.  After ``uncertainty.audit.every`` steps without a call the next check
+labels the frame anyway (an audit): its out-of-sample errors set a floor under the force
+noise (:func:`conlearn.atoms.otf.model.calibrated_noise`).  Same config and seed -> the
+same trajectory and the same calls; a killed run resumes from its checkpoint
+(:mod:`conlearn.atoms.otf.state`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from ase.md.velocitydistribution import Stationary
 from ...core.manifest import Manifest, atomic_write_bytes
 from ..frames import atoms_to_frame
 from ..labeler import label_frame
-from .config import AddSpec, OTFConfig
+from .config import AddSpec, AuditSpec, OTFConfig
 from .model import OTFModel
 from .state import OTFState, Outputs, load_checkpoint, save_checkpoint
 
@@ -39,7 +42,10 @@ def _same_config(cfg: OTFConfig, path: Path) -> None:
     if not path.exists():
         atomic_write_bytes(path, json.dumps(new, indent=1).encode())
         return
-    old = json.loads(path.read_text())
+    try:  # validated again: options added since the run began compare at their defaults
+        old = json.loads(OTFConfig.model_validate(json.loads(path.read_text())).model_dump_json())
+    except ValueError as err:  # pydantic's ValidationError is one
+        raise ValueError(f"{path}: the recorded config is not valid any more: {err}") from err
     old["md"]["n_steps"] = new["md"]["n_steps"]
     if old != new:
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -68,15 +74,18 @@ def initial_state(cfg: OTFConfig) -> OTFState:
                     pbc=atoms.pbc.copy(), rng=r_md.bit_generator.state)
 
 
-def select_atoms(std: np.ndarray, threshold: float, spec: AddSpec, first: bool) -> np.ndarray:
+def select_atoms(std: np.ndarray, threshold: float, spec: AddSpec, first: bool,
+                 audit: AuditSpec | None = None) -> np.ndarray:
     """Atoms to train on from a labelled frame, most uncertain first.
 
     std: ``[n_atoms, 3]`` eV/Å.  ``first``: the first call (``spec.initial`` atoms, all by
-    default)."""
+    default).  ``audit``: given for an audited frame (nothing there is above the
+    threshold): its ``audit.n`` (else ``spec.n``, else all) most uncertain atoms."""
     per_atom = std.max(axis=1)
     order = np.argsort(-per_atom, kind="stable")
-    if first:
-        return np.sort(order[:spec.initial]) if spec.initial else np.arange(len(std))
+    if first or audit is not None:
+        n = spec.initial if first else audit.n or spec.n
+        return np.sort(order[:n]) if n else np.arange(len(std))
     if spec.kind == "above_threshold":
         order = order[per_atom[order] > threshold]
     return np.sort(order[:spec.n] if spec.n else order)
@@ -137,12 +146,20 @@ class OTFRun:
             std = None if self.model.empty else self.model.force_std(self.atoms)
         threshold = self.cfg.uncertainty.threshold.value_at(self.model.gp.noise)
         max_std = float("inf") if std is None else float(std.max())
+        audit = max_std <= threshold and self.audit_due()
         entry = {"max_std": None if std is None else max_std, "threshold": threshold,
-                 "call": bool(max_std > threshold)}
+                 "call": bool(max_std > threshold or audit)}
+        if audit:
+            entry["audit"] = True
         if entry["call"]:
-            self.call(std, max_std, threshold)
+            self.call(std, max_std, threshold, audit)
         self.state.checked = True
         return entry
+
+    def audit_due(self) -> bool:
+        """``uncertainty.audit.every`` MD steps since the last reference call."""
+        every, calls = self.cfg.uncertainty.audit.every, self.state.calls
+        return bool(every and calls and self.state.step - calls[-1]["step"] >= every)
 
     def label(self, key: str) -> dict:
         """The reference label of the current frame, from the manifest when it was already
@@ -161,22 +178,31 @@ class OTFRun:
             self.manifest.record(key, out, {"step": self.state.step})
         return out
 
-    def call(self, std, max_std: float, threshold: float) -> None:
-        s, first = self.state, self.model.empty
+    def call(self, std, max_std: float, threshold: float, audit: bool = False) -> None:
+        """Label this frame, train on its selected atoms, refit when due, re-map.  An audit
+        first records the frame's out-of-sample errors (the noise floor) and always refits."""
+        s, first, unc = self.state, self.model.empty, self.cfg.uncertainty
         labelled = self.label(f"label/step-{s.step:07d}")
+        record = {"step": s.step, "max_std": None if std is None else max_std,
+                  "threshold": threshold}
+        if audit:
+            err = self.atoms.get_forces() - labelled["forces"]  # the mean MD ran on
+            record.update(audit=True, rmse=float(np.sqrt(np.mean(err**2))),
+                          mean_std=float(std.mean()))
+            if unc.audit.calibrate_noise:
+                record["noise_needed"] = self.model.audit(err, std)
         idx = select_atoms(np.zeros((len(self.atoms), 3)) if std is None else std, threshold,
-                           self.cfg.uncertainty.add, first)
+                           unc.add, first, unc.audit if audit else None)
         with self.timer("update"):
             self.model.add(self.atoms, idx, labelled["forces"], labelled["energy"])
         n_call = len(s.calls) + 1
-        if self.cfg.gp.optimize.due(n_call):
-            with self.timer("optimize"):
+        with self.timer("optimize"):
+            if audit or self.cfg.gp.optimize.due(n_call, self.model.gp.n_labels):
                 self.model.optimize()
+            self.model.raise_noise()  # a no-op unless an audit lifted the floor
         with self.timer("map"):
             self.model.remap()
-        s.calls.append({"step": s.step, "max_std": None if std is None else max_std,
-                        "threshold": threshold, "atoms": idx.tolist(),
-                        "n_labels": self.model.gp.n_labels,
+        s.calls.append({**record, "atoms": idx.tolist(), "n_labels": self.model.gp.n_labels,
                         "hyperparameters": dict(zip(self.model.gp.hyper_names,
                                                     self.model.gp.hyperparameters.tolist()))})
         self._write_labelled(labelled, std, idx)
@@ -250,6 +276,8 @@ class OTFRun:
         s, gp = self.state, self.model.gp
         n = max(s.step, 1)
         return {"steps": s.step, "n_calls": len(s.calls), "call_steps": [c["step"] for c in s.calls],
+                "audit_steps": [c["step"] for c in s.calls if c.get("audit")],
+                "noise_floor": self.model.noise_floor,
                 "cpu_s_per_step": s.cpu_s / n, "wall_s_per_step": s.wall_s / n,
                 "cpu_s": s.cpu_s, "wall_s": s.wall_s, "timers_cpu_s": dict(s.timers),
                 "n_labels": gp.n_labels,
