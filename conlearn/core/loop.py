@@ -93,10 +93,11 @@ class BatchLoop:
         self.observers = list(observers)
         self.manifest = Manifest(self.run_dir)
         self.clock = Clock()
+        self._previous: list[ExploredBatch] = []  # the last explored iteration's batches
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> LoopReport:
-        self.clock = Clock()
+        self.clock, self._previous = Clock(), []
         with self.manifest:
             self._check_settings()
             data, models, reports = list(self.initial_data), None, []
@@ -126,10 +127,15 @@ class BatchLoop:
         return self._run_stage(it, "train", "train", calls)
 
     def explore(self, it: int, models: Sequence[TrainResult]) -> list[ExploredBatch]:
-        grid = self.conditions(it) if callable(self.conditions) else self.conditions
+        grid = list(self.conditions(it) if callable(self.conditions) else self.conditions)
+        follow = getattr(self.explorer, "follow", None)
+        if follow is not None and self._previous:  # continue where the last iteration ended
+            prev = {b.condition.name: b for b in self._previous}
+            grid = [follow(c, prev[c.name]) if c.name in prev else c for c in grid]
         calls = [(self._key(it, "explore", i), i, explore_task, (self.explorer, tuple(models), cond))
                  for i, cond in enumerate(grid)]
-        return self._run_stage(it, "explore", "explore", calls)
+        self._previous = self._run_stage(it, "explore", "explore", calls)
+        return self._previous
 
     def select(self, it: int, batches: Sequence[ExploredBatch]) -> Selection:
         # one small task on the explore resources: recorded, so a restart selects the same items

@@ -47,6 +47,11 @@ class Explorer(Protocol):
 
         models: the whole committee of this iteration, ordered by member.
         Candidate keys are left empty: the loop names them ``"<ctx.key>/<n>"``.
+
+        Optional: an explorer may also define ``follow(condition, previous) -> Condition``;
+        the loop then calls it for every condition that was also explored in the previous
+        iteration (``previous``: that ExploredBatch), e.g. to continue a trajectory from
+        where it ended instead of restarting it.
         """
         ...
 

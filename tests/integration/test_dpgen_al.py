@@ -35,6 +35,7 @@ TINY = {
                  "learning_rate": {"start_lr": 3e-3, "stop_lr": 1e-4, "decay_steps": 10}},
     "exploration": [{"temperatures": [300], "pressures": [None, 1.0], "n_steps": 40, "trj_freq": 4}],
     "selection": {"trust_lo": 0.02, "trust_hi": 2.0, "max_select": 3, "converge_fraction": 0.999},
+    "md": {"continue_trajectories": True},
     "loop": {"max_iterations": 2, "seed": 3},
 }
 
@@ -65,6 +66,14 @@ def test_tiny_loop_in_process(tmp_path):
     from conlearn.atoms.dpgen.report import status_text, write_report
 
     assert "iter 1" in status_text(tmp_path / "run")
+    # iteration 1 continues each condition's trajectory from where iteration 0 left it
+    from conlearn.atoms.dpgen.report import load_run
+
+    its = load_run(tmp_path / "run")["iterations"]
+    for b0, b1 in zip(its[0]["explore"], its[1]["explore"]):
+        assert b0.condition.name == b1.condition.name
+        np.testing.assert_allclose(b1.condition.params["structure"]["positions"], b0.meta["last_frame"]["positions"])
+        assert not np.allclose(b1.condition.params["structure"]["positions"], b0.condition.params["structure"]["positions"])
     assert write_report(tmp_path / "run").stat().st_size > 20_000
 
 

@@ -76,6 +76,7 @@ class MDOptions(_Strict):
 
     drive: Literal["committee", "first"] = "committee"
     stop_devi_f: float = Field(2.0, gt=0)
+    continue_trajectories: bool = Field(False, description="start each condition where its last trajectory ended")
 
 
 class SelectionSettings(_Strict):

@@ -60,6 +60,10 @@ class MDExplorer:
         being evaluated at every step anyway (as one batched model), every ``trj_freq``-th
         frame is recorded at no extra cost; ``"first"`` — member 0 drives (DP-GEN's
         ``graph.000``) and the committee is evaluated only on recorded frames.
+    continue_trajectories: each iteration's trajectory of a condition starts from the last
+        frame (positions and cell) of that condition's trajectory in the previous iteration,
+        with fresh Maxwell-Boltzmann velocities, unless it blew up: the iterations add up to
+        one long trajectory per condition instead of many short ones from the perfect lattice.
     payload_window: ``(lo, hi)`` eV/Å: frames whose ε_f lies outside it are recorded with
         their deviations but without their coordinates (they can never be labelled: below
         the trust window they are accurate, above it failed), which keeps the manifest small.
@@ -69,10 +73,19 @@ class MDExplorer:
     write_trajectory: bool = True
     drive: str = "committee"
     payload_window: tuple[float, float] | None = None
+    continue_trajectories: bool = False
 
     def __post_init__(self) -> None:
         if self.drive not in ("committee", "first"):
             raise ValueError(f"drive must be 'committee' or 'first', not {self.drive!r}")
+
+    def follow(self, condition: Condition, previous: ExploredBatch) -> Condition:
+        """The condition started from ``previous``'s last frame (see ``continue_trajectories``)."""
+        last = previous.meta.get("last_frame")
+        if not self.continue_trajectories or last is None or previous.meta.get("blew_up"):
+            return condition
+        start = {k: np.asarray(v) for k, v in last.items()}
+        return Condition(condition.name, {**condition.params, "structure": start})
 
     def explore(self, models: Sequence[TrainResult], condition: Condition, ctx: TaskContext) -> ExploredBatch:
         p = condition.params
@@ -113,7 +126,9 @@ class MDExplorer:
         except NeighborError as err:  # overlapping atoms or sel overflow: the model failed here
             blew_up = f"step {dyn.nsteps}: {err}"
         meta = {"n_steps": int(dyn.nsteps), "n_frames": len(candidates), "ensemble": "npt" if npt else "nvt",
-                "wall_s": time.perf_counter() - t0, "blew_up": blew_up}
+                "wall_s": time.perf_counter() - t0, "blew_up": blew_up,
+                "last_frame": {"numbers": atoms.numbers.tolist(), "positions": atoms.positions.tolist(),
+                               "cell": atoms.cell.array.tolist(), "pbc": atoms.pbc.tolist()}}
         if self.write_trajectory and traj:
             out = Path(ctx.workdir)
             for a in traj:

@@ -184,7 +184,8 @@ def deeppot_components(cfg: RunConfig):
                              learning_rate=dict(t.learning_rate), loss=dict(t.loss), disp_freq=t.disp_freq)
     s = cfg.selection
     explorer = MDExplorer(stop_devi_f=cfg.md.stop_devi_f, drive=cfg.md.drive,
-                          payload_window=(s.trust_lo, s.trust_hi))
+                          payload_window=(s.trust_lo, s.trust_hi),
+                          continue_trajectories=cfg.md.continue_trajectories)
     return trainer, explorer, t.n_models
 
 

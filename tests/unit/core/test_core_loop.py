@@ -147,3 +147,33 @@ def test_components_are_checked_against_the_protocols(tmp_path):
         type(loop)(trainer=loop.trainer, explorer=loop.explorer, selector=loop.selector, labeler=object(),
                    conditions=[], initial_data=[], run_dir=tmp_path, executor=InProcessExecutor())
     assert TrainResult(0, ("m",)).summary() == {"member": 0, "model_paths": ["m"], "metrics": {}}
+
+
+@dataclass(frozen=True)
+class _FollowingExplorer:
+    """Toy explorer whose next interval starts where the last batch's samples ended."""
+
+    def explore(self, models, condition, ctx):
+        from conlearn.core.toy import UniformExplorer
+
+        b = UniformExplorer(20).explore(models, condition, ctx)
+        return type(b)(condition=b.condition, candidates=b.candidates,
+                       meta={"end": max(c.payload for c in b.candidates)})
+
+    def follow(self, condition, previous):
+        from conlearn.core import Condition
+
+        return Condition(condition.name, {**condition.params, "lo": previous.meta["end"], "followed": True})
+
+
+def test_explorer_follow_continues_each_condition_from_the_previous_iteration(tmp_path):
+    loop = toy_loop(tmp_path, InProcessExecutor(), settings=LoopSettings(n_models=2, max_iterations=3))
+    loop.explorer = _FollowingExplorer()
+    loop.run()
+    with Manifest(tmp_path) as m:
+        it0 = [m.load(k) for k in sorted(r.key for r in m.records("iter-000/explore/"))]
+        it1 = [m.load(k) for k in sorted(r.key for r in m.records("iter-001/explore/"))]
+    assert it0 and len(it0) == len(it1)
+    for a, b in zip(it0, it1):
+        assert "followed" not in a.condition.params
+        assert b.condition.params["followed"] and b.condition.params["lo"] == a.meta["end"]
