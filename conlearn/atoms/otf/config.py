@@ -61,6 +61,9 @@ class MappingSpec(_Strict):
 
 
 class GPSpec(_Strict):
+    """The full GP: kernels, cutoffs, noises, fits, map (shared with the batch loop's
+    ``BatchGPSpec``)."""
+
     kernels: list[KernelSpec] = Field(
         default_factory=lambda: [KernelSpec(body=2, sigma=0.5, length=1.0),
                                  KernelSpec(body=3, sigma=0.05, length=1.0)], min_length=1)
@@ -72,6 +75,36 @@ class GPSpec(_Strict):
     energy_labels: bool = Field(True, description="also train on each labelled frame's energy")
     optimize: OptimizeSpec = OptimizeSpec()
     mapping: MappingSpec = MappingSpec()
+
+
+class SparseSpec(_Strict):
+    """The DTC sparse GP (``conlearn.atoms.gp.sparse.SparseGP``) instead of the full one:
+    at most ``n_inducing`` inducing environments (their local energies are the latent
+    variables), chosen among the atoms each reference call adds by ``select``: ``greedy``
+    (largest residual local-energy variance first), ``random`` (seeded by ``seed``) or
+    ``all`` (in order), until the cap is reached."""
+
+    n_inducing: int = Field(ge=1, description="cap on the inducing environments")
+    select: Literal["greedy", "random", "all"] = "greedy"
+    seed: int = Field(0, description="of the random rule")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data):
+        # the config reader lists the allowed keys only under non-optional sections
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(cls.model_fields))
+            if unknown:
+                raise ValueError(f"unknown key(s) {unknown}; allowed here: {sorted(cls.model_fields)}")
+        return data
+
+
+class OTFGPSpec(GPSpec):
+    """``gp:`` of ``conlearn otf``: :class:`GPSpec` plus ``sparse`` (None, the default: the
+    full GP).  The batch loop's ``BatchGPSpec`` derives from :class:`GPSpec`, so a
+    ``gp.sparse`` there is an unknown key, not silently ignored."""
+
+    sparse: Optional[SparseSpec] = None
 
 
 class AbsoluteThreshold(_Strict):
@@ -157,7 +190,7 @@ class OTFConfig(_Strict):
     structure: dict
     rattle: float = Field(0.0, ge=0, description="Å, std of the initial position jitter")
     md: MDSpec
-    gp: GPSpec = GPSpec()
+    gp: OTFGPSpec = OTFGPSpec()
     uncertainty: UncertaintySpec = UncertaintySpec()
     reference: ReferenceSpec = ReferenceSpec()
     output: OutputSpec = OutputSpec()

@@ -1,8 +1,12 @@
 """The on-the-fly model: a GP, its spline-mapped mean for MD, and its exact uncertainty.
 
+The GP is the full ``GaussianProcess``, or with ``gp.sparse`` the DTC ``SparseGP`` over at
+most ``n_inducing`` inducing local energies (same methods; its std is the DTC epistemic
+std, see :mod:`conlearn.atoms.gp.sparse`).
+
 MD forces come from the mapped mean (:mod:`conlearn.atoms.gp.mapping`), re-mapped after
 every update; a frame outside the tables falls back to the exact mean.  The uncertainty
-is always the exact posterior std of the GP (``GaussianProcess.force_std``), evaluated
+is always the exact posterior std of the GP (``force_std``), evaluated
 when the loop asks for it (every ``check_every`` steps).
 
 The force noise ``noise`` (eV/Å) is the part of a label the model cannot represent; on a
@@ -20,9 +24,10 @@ from scipy.optimize import minimize_scalar
 
 from ..gp.calculator import GPCalculator, MappedGPCalculator
 from ..gp.gp import GaussianProcess
-from ..gp.io import gp_from_dict, gp_to_dict
+from ..gp.io import model_from_dict, model_to_dict
 from ..gp.kernels import NBodyKernel
 from ..gp.mapping import MappedGP, map_gp
+from ..gp.sparse import SparseGP
 from .config import GPSpec
 
 
@@ -54,8 +59,8 @@ class OTFModel:
     """GP + mapped mean.  ``calc`` is the ASE calculator MD runs on (updated in place).
     ``audits``: ``(err, std)`` of each audited frame (:func:`calibrated_noise`)."""
 
-    def __init__(self, gp: GaussianProcess, spec: GPSpec, mapped: MappedGP | None = None,
-                 audits: list | None = None):
+    def __init__(self, gp: GaussianProcess | SparseGP, spec: GPSpec,
+                 mapped: MappedGP | None = None, audits: list | None = None):
         self.gp, self.spec, self.mapped = gp, spec, mapped
         self.audits = [] if audits is None else audits
         self.calc = (MappedGPCalculator(mapped, gp) if spec.mapping.enabled
@@ -63,8 +68,12 @@ class OTFModel:
 
     @classmethod
     def from_spec(cls, spec: GPSpec) -> "OTFModel":
-        gp = GaussianProcess([NBodyKernel(k.body, k.sigma, k.length) for k in spec.kernels],
-                             spec.r_cut2, spec.r_cut3, spec.cutoff, spec.noise, spec.energy_noise)
+        """An empty model: the full GP, or the sparse one when ``spec.sparse`` is set."""
+        kernels = [NBodyKernel(k.body, k.sigma, k.length) for k in spec.kernels]
+        args = (kernels, spec.r_cut2, spec.r_cut3, spec.cutoff, spec.noise, spec.energy_noise)
+        sparse = getattr(spec, "sparse", None)  # absent from the batch loop's spec
+        gp = (GaussianProcess(*args) if sparse is None else
+              SparseGP(*args, select=sparse.select, n_inducing=sparse.n_inducing, seed=sparse.seed))
         return cls(gp, spec, map_gp(gp))
 
     @property
@@ -72,16 +81,19 @@ class OTFModel:
         return self.gp.n_labels == 0
 
     def force_std(self, atoms: Atoms) -> np.ndarray:
-        """Exact posterior std of every force component ``[n_atoms, 3]`` eV/Å."""
+        """Exact posterior (epistemic) std of every force component ``[n_atoms, 3]`` eV/Å."""
         return self.gp.force_std(self.gp.environments(atoms))
 
     def add(self, atoms: Atoms, indices, forces: np.ndarray, energy: float | None) -> None:
         """Train on ``forces [n_atoms, 3]`` (eV/Å) of atoms ``indices`` and, when the spec
-        asks for it, the frame ``energy`` (eV)."""
+        asks for it, the frame ``energy`` (eV).  A sparse GP takes its new inducing
+        environments from those atoms only (by its rule, up to its cap)."""
         indices = np.asarray(indices, dtype=np.int64)
         self.gp.add(self.gp.environments(atoms, indices), forces=forces[indices])
         if self.spec.energy_labels and energy is not None:
-            self.gp.add(self.gp.environments(atoms), energy=np.array([energy]))
+            # no inducing candidates here: "all"/"random" would pick the atoms above twice
+            extra = {"inducing": []} if isinstance(self.gp, SparseGP) else {}
+            self.gp.add(self.gp.environments(atoms), energy=np.array([energy]), **extra)
 
     def audit(self, err: np.ndarray, std: np.ndarray) -> float:
         """Record an audited frame's out-of-sample error of the mean ``err`` and the
@@ -120,12 +132,12 @@ class OTFModel:
         self.calc.reset()
 
     def to_dict(self) -> dict:
-        return {"gp": gp_to_dict(self.gp),
+        return {"gp": model_to_dict(self.gp),
                 "mapped": self.mapped.to_dict() if self.mapped is not None else None,
                 "audits": [[e, s] for e, s in self.audits]}
 
     @classmethod
     def from_dict(cls, d: dict, spec: GPSpec) -> "OTFModel":
         mapped = MappedGP.from_dict(d["mapped"]) if d.get("mapped") is not None else None
-        return cls(gp_from_dict(d["gp"]), spec, mapped,
+        return cls(model_from_dict(d["gp"]), spec, mapped,
                    [(np.asarray(e), np.asarray(s)) for e, s in d.get("audits", [])])
