@@ -22,6 +22,17 @@ from .kernels import NBodyKernel, kernel_matrix, n_rows, prior_stress_variances,
 from .prior import prior_force_variances
 
 
+def stress_labels(envs: Environments, stress) -> np.ndarray:
+    """Stress labels ``[n_frames, 6]`` (Voigt, eV/Å^3) from ``[n_frames, 6]`` or 3x3 arrays;
+    an error unless ``envs`` are whole periodic frames."""
+    GaussianProcess._check_whole_frames(envs, "stress")
+    envs.frame_volumes()  # raises unless periodic
+    s = np.asarray(stress, dtype=np.float64).reshape(envs.n_frames, -1)
+    if s.shape[1] == 9:
+        s = s.reshape(-1, 3, 3)[:, [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+    return s
+
+
 class GaussianProcess:
     """FLARE-style GP force field (see ``environment`` and ``kernels`` for the model).
 
@@ -89,12 +100,7 @@ class GaussianProcess:
             self._check_whole_frames(envs, "energy label")
             self._add_block(envs, "energy", np.asarray(energy, dtype=np.float64).reshape(-1))
         if stress is not None:
-            self._check_whole_frames(envs, "stress")
-            envs.frame_volumes()  # raises unless periodic
-            s = np.asarray(stress, dtype=np.float64).reshape(envs.n_frames, -1)
-            if s.shape[1] == 9:
-                s = s.reshape(-1, 3, 3)[:, [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
-            self._add_block(envs, "stress", s.reshape(-1))
+            self._add_block(envs, "stress", stress_labels(envs, stress).reshape(-1))
 
     @staticmethod
     def _check_whole_frames(envs: Environments, what: str) -> None:

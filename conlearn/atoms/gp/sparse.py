@@ -34,7 +34,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from .environment import Environments
-from .gp import GaussianProcess
+from .gp import GaussianProcess, stress_labels
 from .kernels import NBodyKernel, kernel_matrix, n_rows, prior_stress_variances, prior_variances
 from .prior import prior_force_variances
 
@@ -173,11 +173,7 @@ class SparseGP:
         if energy is not None:
             GaussianProcess._check_whole_frames(envs, "energy label")
         if stress is not None:
-            GaussianProcess._check_whole_frames(envs, "stress")
-            envs.frame_volumes()  # raises unless periodic
-            stress = np.asarray(stress, dtype=np.float64).reshape(envs.n_frames, -1)
-            if stress.shape[1] == 9:
-                stress = stress.reshape(-1, 3, 3)[:, [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+            stress = stress_labels(envs, stress)
         self._add_inducing(envs.subset(self._choose(envs, inducing)))
         for kind, y in (("force", forces), ("energy", energy), ("stress", stress)):
             if y is not None:
