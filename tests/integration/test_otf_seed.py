@@ -74,6 +74,9 @@ def test_otf_frames_seed_the_deeppot_loop_exactly(otf_run, tmp_path):
     report = run(cfg, tmp_path / "run", InProcessExecutor(), log=lambda m: None)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["initial_frames"] == n_calls  # no perturbed frames: the OTF labels alone
+    from conlearn.atoms.dpgen.report import status_text
+
+    assert f"initial data: 0 labelled (0 quarantined) + {n_calls} from initial.data" in status_text(tmp_path / "run")
     keys = [k for k, _ in read_records(tmp_path / "run" / "manifest.jsonl")]
     assert "init/data" in keys and not any(k.startswith("init/label/") for k in keys)
     # what the committee trained on: the OTF labels first, bit for bit, in call order

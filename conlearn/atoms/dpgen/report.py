@@ -29,13 +29,16 @@ def load_run(run: Path) -> dict:
     if not (run / "manifest.jsonl").exists():
         raise FileNotFoundError(f"{run} has no manifest.jsonl: not a conlearn run directory")
     iters: dict[int, dict] = defaultdict(lambda: defaultdict(list))
-    init = []
+    init, seeded = [], []
     for key, rec in read_records(run / "manifest.jsonl"):
         value = pickle.loads(rec.data) if rec.data is not None else (
             pickle.loads((run / rec.output).read_bytes()) if rec.output else None)
         value = getattr(value, "value", value)  # TaskOutput -> its value
         if key.startswith("init/label/"):
             init.append(value)
+            continue
+        if key == "init/data":  # already-labelled frames of initial.data
+            seeded = list(value or [])
             continue
         m = KEY.fullmatch(key)
         if not m:
@@ -45,13 +48,15 @@ def load_run(run: Path) -> dict:
             iters[it]["select"] = value
         else:
             iters[it][stage].append(value)
-    return {"init": init, "iterations": dict(sorted(iters.items()))}
+    return {"init": init, "seeded": seeded, "iterations": dict(sorted(iters.items()))}
 
 
 def status_text(run: Path) -> str:
     d = load_run(run)
     ok = sum(1 for r in d["init"] if getattr(r, "ok", False))
-    lines = [f"run {Path(run).resolve()}", f"initial data: {ok} labelled ({len(d['init']) - ok} quarantined)"]
+    seeded = f" + {len(d['seeded'])} from initial.data" if d["seeded"] else ""
+    lines = [f"run {Path(run).resolve()}",
+             f"initial data: {ok} labelled ({len(d['init']) - ok} quarantined){seeded}"]
     for it, st in d["iterations"].items():
         sel = st.get("select")
         parts = [f"iter {it}: trained {len(st['train'])}", f"explored {len(st['explore'])} conditions"]
