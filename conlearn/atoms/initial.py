@@ -86,7 +86,9 @@ class BulkSpec(_Element):
 
 class SurfaceSpec(_Element):
     """A slab from ``ase.build.<facet>``: ``size`` = (in-plane a, in-plane b, layers),
-    ``vacuum`` Å on each side along z, periodic in x and y only."""
+    ``vacuum`` Å on each side along z, periodic in x and y only.  ``adatom``: one more atom
+    of the element on the top layer at that site (``ontop``, ``bridge``, ``hollow``),
+    ``adatom_height`` Å above it: low-coordination environments for the initial data."""
 
     kind: Literal["surface"] = "surface"
     facet: Literal["fcc100", "fcc111", "fcc110", "bcc100", "bcc110", "hcp0001"]
@@ -94,9 +96,12 @@ class SurfaceSpec(_Element):
     vacuum: float = Field(6.0, gt=0, description="Å on each side")
     a: Optional[float] = Field(None, gt=0)
     c: Optional[float] = Field(None, gt=0, description="Å, hcp0001 only")
+    adatom: Optional[Literal["ontop", "bridge", "hollow"]] = None
+    adatom_height: float = Field(2.0, gt=0, description="Å above the top layer")
 
     def default_name(self) -> str:
-        return f"{self.facet}-{self.element}-{'x'.join(map(str, self.size))}"
+        tail = f"-adatom-{self.adatom}" if self.adatom else ""
+        return f"{self.facet}-{self.element}-{'x'.join(map(str, self.size))}{tail}"
 
     def build(self, root: Path | None = None) -> list[Atoms]:
         import ase.build
@@ -109,6 +114,12 @@ class SurfaceSpec(_Element):
                                                    vacuum=self.vacuum, **kw)
         except ValueError as err:
             raise ValueError(f"structure {self.default_name()}: {err} (give 'a' in Å)") from None
+        if self.adatom:
+            try:
+                ase.build.add_adsorbate(atoms, self.element, self.adatom_height, self.adatom)
+            except (KeyError, TypeError):
+                raise ValueError(f"structure {self.default_name()}: facet {self.facet} has no "
+                                 f"'{self.adatom}' site") from None
         atoms.pbc = (True, True, False)
         return [atoms]
 

@@ -224,3 +224,18 @@ def test_slab_is_strained_in_plane_only_and_keeps_its_vacuum():
         gap = f["cell"][2, 2] - np.ptp(f["positions"][:, 2])
         assert gap >= 2 * 6.0 - 0.2 - 1e-9 and np.ptp(f["positions"][:, 2]) <= thickness + 0.2 + 1e-9
     assert min_distance(frame_to_atoms(frames[0])) > 0.6 * min_distance(slab)
+
+
+def test_surface_with_an_adatom():
+    from conlearn.atoms.initial import build_structures
+
+    spec = {"kind": "surface", "element": "Al", "facet": "fcc100", "size": [2, 2, 4], "vacuum": 6.0,
+            "a": 4.05, "adatom": "ontop", "adatom_height": 2.1}
+    ((name, atoms),) = build_structures([spec])
+    assert name == "fcc100-Al-2x2x4-adatom-ontop" and len(atoms) == 17
+    z = np.sort(atoms.positions[:, 2])
+    assert z[-1] - z[-2] == pytest.approx(2.1)
+    d = np.linalg.norm(atoms.positions[:-1] - atoms.positions[-1], axis=1)
+    assert d.min() == pytest.approx(2.1)  # on top of one atom
+    with pytest.raises(ValueError, match="adatom"):
+        build_structures([{**spec, "adatom": "threefold"}])
