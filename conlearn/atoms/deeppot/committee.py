@@ -26,6 +26,11 @@ def _stack(tensors) -> torch.Tensor:
     return torch.stack([t.detach() for t in tensors])
 
 
+def _per_layer(members) -> list[torch.Tensor]:
+    """``[member][layer] -> [layer]`` stacked ``[M, ...]``: the layers of every member at once."""
+    return [_stack(ts) for ts in zip(*members)]
+
+
 def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``x [M, R, in] @ w[M, out, in]^T + b [M, out]`` -> ``[M, R, out]``."""
     return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
@@ -42,9 +47,9 @@ class _Embedding:
     def __init__(self, nets):
         n0 = nets[0]
         self.kinds, self.resnet_dt = list(n0.kinds), n0.resnet_dt
-        self.w = [_stack(n.layers[k].weight for n in nets) for k in range(len(n0.layers))]
-        self.b = [_stack(n.layers[k].bias for n in nets) for k in range(len(n0.layers))]
-        self.dt = [_stack(n.dts[k] for n in nets) for k in range(len(n0.dts))]
+        self.w = _per_layer([lin.weight for lin in n.layers] for n in nets)
+        self.b = _per_layer([lin.bias for lin in n.layers] for n in nets)
+        self.dt = _per_layer(list(n.dts) for n in nets)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:  # [M, R, n_in] -> [M, R, M1]
         for k, kind in enumerate(self.kinds):
@@ -64,9 +69,9 @@ class _Fitting:
     def __init__(self, nets):
         n0 = nets[0]
         self.residual, self.resnet_dt = list(n0.residual), n0.resnet_dt
-        self.w = [_stack(n.hidden[k].weight for n in nets) for k in range(len(n0.hidden))]
-        self.b = [_stack(n.hidden[k].bias for n in nets) for k in range(len(n0.hidden))]
-        self.dt = [_stack(n.dts[k] for n in nets) for k in range(len(n0.dts))]
+        self.w = _per_layer([lin.weight for lin in n.hidden] for n in nets)
+        self.b = _per_layer([lin.bias for lin in n.hidden] for n in nets)
+        self.dt = _per_layer(list(n.dts) for n in nets)
         self.w_out, self.b_out = _stack(n.out.weight for n in nets), _stack(n.out.bias for n in nets)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:  # [M, R, D] -> [M, R]

@@ -131,8 +131,6 @@ class MDExplorer:
                                "cell": atoms.cell.array.tolist(), "pbc": atoms.pbc.tolist()}}
         if self.write_trajectory and traj:
             out = Path(ctx.workdir)
-            for a in traj:
-                a.calc = None
             write(out / "traj.extxyz", traj)
             devi = np.array([[c.meta["step"], c.meta["max_devi_f"], c.meta["avg_devi_f"], c.meta["min_devi_f"],
                               c.meta.get("max_devi_v", np.nan)] for c in candidates])

@@ -278,14 +278,8 @@ class SparseGP:
 
     def predict(self, envs: Environments, std: bool = True, stress: bool = False,
                 stress_std: bool | None = None) -> dict:
-        """Posterior means (and DTC standard deviations), as ``GaussianProcess.predict``.
-
-        Returns a dict: ``forces`` ``[n, 3]`` eV/Å, ``local_energies`` ``[n]`` eV,
-        ``energy`` ``[n_frames]`` eV, and with ``std``: ``force_std`` ``[n, 3]`` eV/Å and
-        ``local_energy_std`` ``[n]`` eV (epistemic: no label noise).  With ``stress``
-        (whole periodic frames only) also ``stress`` ``[n_frames, 6]`` eV/Å^3 (ASE sign
-        and Voigt order) and with ``stress_std`` (default: ``std``) ``stress_std``.
-        """
+        """Posterior means and DTC standard deviations (epistemic: no label noise); the
+        arguments, keys, shapes and units of ``GaussianProcess.predict``."""
         n, kinds = len(envs), ("force", LATENT)
         if stress:
             GaussianProcess._check_whole_frames(envs, "stress")
