@@ -2,11 +2,16 @@
 
 Takes a finished run (default: runs the Al/EMT demo first). From the frames that run
 explored, the committee picked L frames to label; here L frames are also drawn uniformly at
-random from the same explored frames and labelled by the same reference. Two models are then
-trained from scratch with identical settings (initial data + committee picks, initial data
-+ random picks) and tested on held-out reference MD at every exploration condition.
+random from the same explored frames (every frame of the trajectory files) and labelled by
+the same reference. Models are then trained from scratch with identical settings on
+initial data + committee picks and on initial data + random picks, and scored on the same
+held-out reference MD at every exploration condition (reference frames computed once).
 
-    python benchmarks/selection_vs_random.py [--run runs/demo] [--steps 3000] [--seeds 2]
+By default each model trains as many steps as one member of the run did in all
+(``numb_steps + reuse_numb_steps x (iterations - 1) + final_numb_steps``), so that neither
+side is limited by training. Training runs in parallel worker processes (one thread each).
+
+    python benchmarks/selection_vs_random.py [--run runs/demo] [--steps N] [--seeds 2] [--workers 2]
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +31,7 @@ from ase.io import read  # noqa: E402
 
 from conlearn.atoms.deeppot.model import load_model  # noqa: E402
 from conlearn.atoms.dpgen.config import RunConfig  # noqa: E402
-from conlearn.atoms.dpgen.heldout import heldout_errors  # noqa: E402
+from conlearn.atoms.dpgen.heldout import frame_errors, reference_frames  # noqa: E402
 from conlearn.atoms.dpgen.report import load_run  # noqa: E402
 from conlearn.atoms.dpgen.run import conditions_for  # noqa: E402
 from conlearn.atoms.dpgen.trainer import DeepPotTrainer  # noqa: E402
@@ -33,6 +39,7 @@ from conlearn.atoms.frames import atoms_to_frame  # noqa: E402
 from conlearn.atoms.labeler import label_frames  # noqa: E402
 from conlearn.atoms.reference import build_reference  # noqa: E402
 from conlearn.core.records import TaskContext  # noqa: E402
+from conlearn.exec import LocalProcessExecutor  # noqa: E402
 
 
 def collect(run: Path):
@@ -50,19 +57,27 @@ def collect(run: Path):
     return initial, explored, picked
 
 
-def train(cfg: RunConfig, data: list, steps: int, out: Path, seed: int) -> Path:
+def run_steps(cfg: RunConfig, n_iterations: int) -> int:
+    """Training steps one member of the run went through in all."""
+    t = cfg.training
+    return t.numb_steps + t.reuse_numb_steps * (n_iterations - 1) + (t.final_numb_steps or 0)
+
+
+def train(cfg: RunConfig, data: list, steps: int, out: Path, seed: int) -> str:
     t = cfg.training
     tr = DeepPotTrainer(model=cfg.model_section(), numb_steps=steps, learning_rate=dict(t.learning_rate),
                         loss=dict(t.loss), disp_freq=max(1, steps // 20))
     res = tr.train(data, None, TaskContext(key=out.name, iteration=0, index=0, seed=seed, workdir=str(out)))
-    return Path(res.model_paths[0])
+    return res.model_paths[0]
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", default="runs/demo")
-    ap.add_argument("--steps", type=int, default=3000, help="training steps of each model (from scratch)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="training steps of each model, from scratch (default: a run member's total)")
     ap.add_argument("--seeds", type=int, default=2, help="random draws (and training seeds) averaged")
+    ap.add_argument("--workers", type=int, default=2, help="parallel training processes")
     a = ap.parse_args(argv)
     import torch
 
@@ -73,27 +88,41 @@ def main(argv=None) -> int:
 
         run_demo(run)
     cfg = RunConfig.model_validate(json.loads((run / "config.json").read_text()))
+    summary = json.loads((run / "summary.json").read_text())
+    steps = a.steps or run_steps(cfg, summary["iterations"])
     initial, explored, picked = collect(run)
     L = len(picked)
-    print(f"run {run}: {len(initial)} initial frames, {len(explored)} explored, committee picked {L}")
-    conds = conditions_for(cfg)(10**6)
-    ref = build_reference(cfg.reference)
-    rows = []
+    print(f"run {run}: {len(initial)} initial frames, {len(explored)} explored, committee picked {L}; "
+          f"{steps} training steps per model")
+    t0 = time.perf_counter()
+    sets = {}
     for s in range(a.seeds):
         rng = np.random.default_rng(1000 + s)
         random_pick = [explored[i] for i in rng.choice(len(explored), size=L, replace=False)]
-        random_lab = label_frames(random_pick, cfg.reference)
-        res = {}
-        for name, data in (("committee", initial + picked), ("random", initial + random_lab)):
-            model = train(cfg, data, a.steps, run / "bench_selection" / f"{name}-{s}", seed=17 + s)
-            err = heldout_errors([load_model(model)] * 2, conds, ref, n_frames=10, n_steps=400, seed=999)
-            worst = max(err.items(), key=lambda kv: kv[1]["force_rmse"])
-            res[name] = (worst[0], worst[1]["force_rmse"], float(np.mean([e["force_rmse"] for e in err.values()])))
-        rows.append(res)
-        print(f"draw {s}: " + "; ".join(f"{k}: worst {v[0]} {v[1]:.4f} eV/Å, mean {v[2]:.4f}" for k, v in res.items()),
-              flush=True)
-    c = np.mean([r["committee"][1] for r in rows])
-    r = np.mean([r["random"][1] for r in rows])
+        sets[("committee", s)] = initial + picked
+        sets[("random", s)] = initial + label_frames(random_pick, cfg.reference)
+    out = run / "bench_selection"
+    with LocalProcessExecutor(a.workers) as ex:
+        keys = list(sets)
+        paths = ex.map(train, [cfg] * len(keys), [sets[k] for k in keys], [steps] * len(keys),
+                       [out / f"{n}-{s}" for n, s in keys], [17 + s for _, s in keys], kind="train")
+    print(f"trained {len(keys)} models in {time.perf_counter() - t0:.0f} s", flush=True)
+    conds = conditions_for(cfg)(10**6)
+    ref = build_reference(cfg.reference)
+    frames = {c.name: reference_frames(c, ref, 10, 400, 999 + k) for k, c in enumerate(conds)}
+    rows = {k: {name: frame_errors([load_model(p)], fr)["force_rmse"] for name, fr in frames.items()}
+            for k, p in zip(keys, paths)}
+    worst = {k: max(v.items(), key=lambda kv: kv[1]) for k, v in rows.items()}
+    for s in range(a.seeds):
+        print(f"draw {s}: " + "; ".join(
+            f"{n}: worst {worst[(n, s)][0]} {worst[(n, s)][1]:.4f} eV/Å, mean {np.mean(list(rows[(n, s)].values())):.4f}"
+            for n in ("committee", "random")), flush=True)
+    print(f"\n{'condition':30s} {'committee':>10s} {'random':>10s}   (force RMSE eV/Å, mean over draws)")
+    for name in frames:
+        c, r = (np.mean([rows[(n, s)][name] for s in range(a.seeds)]) for n in ("committee", "random"))
+        print(f"{name:30s} {c:10.4f} {r:10.4f}")
+    c = np.mean([worst[("committee", s)][1] for s in range(a.seeds)])
+    r = np.mean([worst[("random", s)][1] for s in range(a.seeds)])
     print(f"\n{'selection':12s} {'labels':>7s} {'worst-condition force RMSE eV/Å':>32s}")
     print(f"{'committee':12s} {L:7d} {c:32.4f}")
     print(f"{'random':12s} {L:7d} {r:32.4f}")

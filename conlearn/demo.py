@@ -18,12 +18,10 @@ CONFIG = Path(__file__).resolve().parent / "examples" / "al_emt.yaml"
 
 
 def run_demo(out: Path, resources: str | None = None, config: Path = CONFIG) -> int:
-    from .atoms.deeppot.model import load_model
     from .atoms.dpgen.config import read_run_config
     from .atoms.dpgen.heldout import heldout_errors
     from .atoms.dpgen.progress import ConsoleProgress
     from .atoms.dpgen.run import conditions_for, run
-    from .atoms.reference import build_reference
     from .cli import _executor
 
     t0 = time.perf_counter()
@@ -31,16 +29,17 @@ def run_demo(out: Path, resources: str | None = None, config: Path = CONFIG) -> 
     out = Path(out).resolve()
     with _executor(resources) as ex:
         report = run(cfg, out, ex, observers=[ConsoleProgress()])
-    models_dir = out / "models"
-    models_dir.mkdir(exist_ok=True)
-    paths = []
-    for k, m in enumerate(report.models):
-        paths.append(models_dir / f"model_{k}.pt")
-        shutil.copyfile(m.model_paths[0], paths[-1])
-    ho = cfg.heldout
-    conds = conditions_for(cfg)(10**6)  # the final exploration stage's grid
-    errors = heldout_errors([load_model(p) for p in paths], conds, build_reference(cfg.reference),
-                            n_frames=ho.n_frames if ho else 10, n_steps=ho.n_steps if ho else 400)
+        models_dir = out / "models"
+        models_dir.mkdir(exist_ok=True)
+        paths = []
+        for k, m in enumerate(report.models):
+            paths.append(str(models_dir / f"model_{k}.pt"))
+            shutil.copyfile(m.model_paths[0], paths[-1])
+        ho = cfg.heldout
+        conds = conditions_for(cfg)(10**6)  # the final exploration stage's grid
+        print(f"held-out check: reference MD at {len(conds)} conditions", file=sys.stderr, flush=True)
+        errors = heldout_errors(paths, conds, cfg.reference, executor=ex,
+                                n_frames=ho.n_frames if ho else 10, n_steps=ho.n_steps if ho else 400)
     summary = json.loads((out / "summary.json").read_text())
     summary["heldout_force_rmse"] = {k: v["force_rmse"] for k, v in errors.items()}
     summary["heldout"] = errors

@@ -20,7 +20,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 
-from .system import System
+from .system import DataError, System
 
 
 def atoms_to_frame(atoms: Atoms, meta: dict | None = None) -> dict:
@@ -69,3 +69,33 @@ def frames_to_systems(frames: list[dict], type_map: list[str], name: str = "fram
             name=f"{name}[{len(systems)}: {len(numbers)} atoms]",
         ))
     return systems
+
+
+def system_to_frames(s: System, type_map: list[str], what: str = "the type_map", source=None) -> list[dict]:
+    """The labelled frames of a System, in order: the inverse of :func:`frames_to_systems`.
+
+    A System without energies or forces, or with an element outside ``type_map``, is a
+    :class:`~conlearn.atoms.system.DataError` naming it (``what`` names the type map,
+    ``source`` the file, for the hint when a deepmd system has no ``type_map.raw``).
+    """
+    from ase.data import atomic_numbers
+
+    for label, value in (("energy", s.energies), ("forces", s.forces)):
+        if value is None:
+            raise DataError(f"{s.name}: frames without {label}; labelled frames need energy and forces")
+    used = [s.type_map[t] for t in np.unique(s.types)]
+    unknown = [el for el in used if el not in type_map]
+    if unknown:
+        hint = f" ({source} has no type_map.raw)" if any(el not in atomic_numbers for el in unknown) else ""
+        raise DataError(f"{s.name}: element(s) {unknown} not in {what} {type_map}{hint}")
+    numbers = np.array([atomic_numbers[el] for el in s.symbols], dtype=np.int64)
+    out = []
+    for i in range(s.n_frames):
+        f = {"numbers": numbers.copy(), "positions": s.coords[i].copy(),
+             "cell": s.cells[i].copy() if s.cells is not None else np.zeros((3, 3)),
+             "pbc": np.asarray(s.pbc, dtype=bool).copy(),
+             "energy": float(s.energies[i]), "forces": s.forces[i].copy()}
+        if s.virials is not None:
+            f["virial"] = s.virials[i].copy()
+        out.append(f)
+    return out

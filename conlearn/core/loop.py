@@ -7,12 +7,17 @@ One iteration::
     ->  label the selection (parallel; retried, time-limited, NaN-checked, quarantined)
     ->  add the good labels to the data set  ->  next iteration
 
+After the last iteration (converged or not), a trainer that offers a ``final_trainer``
+(see :class:`~conlearn.core.protocols.Trainer`) trains the committee once more on the whole
+data set, warm-started from the last iteration's members: the production training that
+DP-GEN users run by hand. Those members are the loop's result.
+
 Task kinds sent to the executor: "train", "explore" (exploration and selection), "label".
 Every task has a stable key (``iter-003/train/001``, ``iter-003/explore/0002``,
-``iter-003/select``, ``iter-003/label/000017``) and goes through the run directory's
-:class:`~conlearn.core.manifest.Manifest`: a recorded task is replayed from its stored
-output, never recomputed, and each result is recorded the moment it arrives. A run killed
-at any moment (``kill -9``) and started again with the same arguments therefore ends with
+``iter-003/select``, ``iter-003/label/000017``, ``iter-005/final/001``) and goes through the
+run directory's :class:`~conlearn.core.manifest.Manifest`: a recorded task is replayed from
+its stored output, never recomputed, and each result is recorded the moment it arrives. A
+run killed at any moment (``kill -9``) and started again with the same arguments therefore ends with
 the same data set, without recomputing any recorded label. Seeds come from the task keys,
 so the replayed and the recomputed parts agree.
 """
@@ -30,7 +35,7 @@ from .records import Candidate, Condition, ExploredBatch, LabelResult, Selection
 from .report import Clock, IterationReport, LoopReport
 from .tasks import explore_task, label_with_retries, run_task, select_task, train_task
 
-_WIDTH = {"train": 3, "explore": 4, "label": 6}
+_WIDTH = {"train": 3, "final": 3, "explore": 4, "label": 6}
 
 
 class StageError(RuntimeError):
@@ -48,8 +53,9 @@ class LoopSettings:
     label_timeout_s: time limit of one reference call, seconds (None: no limit).
     seed:            root of every task's seed.
     label_last:      label the selection of the last iteration too. Off by default: no
-                     member is trained on those labels, the last exploration only measures
-                     the final committee (raising max_iterations on a re-run labels them).
+                     iteration trains on those labels, the last exploration only measures
+                     the last committee (raising max_iterations on a re-run labels them).
+                     A final training (the trainer's ``final_trainer``) uses them when on.
     """
 
     n_models: int = 4
@@ -84,6 +90,9 @@ class BatchLoop:
         for obj, proto, role in ((trainer, Trainer, "trainer"), (explorer, Explorer, "explorer"),
                                  (selector, Selector, "selector"), (labeler, Labeler, "labeler")):
             check_component(obj, proto, role)
+        self.final_trainer = getattr(trainer, "final_trainer", None)
+        if self.final_trainer is not None:
+            check_component(self.final_trainer, Trainer, "final trainer")
         self.trainer, self.explorer, self.selector, self.labeler = trainer, explorer, selector, labeler
         self.conditions = conditions
         self.initial_data = tuple(initial_data)
@@ -112,6 +121,8 @@ class BatchLoop:
                 self._notify("on_iteration_end", reports[-1])
                 if selection.converged:
                     break
+            if self.final_trainer is not None and models is not None:
+                models = self.train(it, data, models, stage="final")
             report = LoopReport(converged=bool(reports and reports[-1].selection.converged),
                                 iterations=tuple(reports), models=tuple(models or ()),
                                 data=tuple(data), timing=self.clock.timing())
@@ -119,12 +130,15 @@ class BatchLoop:
         return report
 
     # -- stages --------------------------------------------------------------------------
-    def train(self, it: int, data: list[Any], previous: Sequence[TrainResult] | None) -> list[TrainResult]:
+    def train(self, it: int, data: list[Any], previous: Sequence[TrainResult] | None,
+              stage: str = "train") -> list[TrainResult]:
+        """Train the committee; ``stage="final"``: the final trainer, after iteration ``it``."""
+        trainer = self.final_trainer if stage == "final" else self.trainer
         frozen = tuple(data)
-        calls = [(self._key(it, "train", m), m, train_task,
-                  (self.trainer, frozen, previous[m] if previous else None))
+        calls = [(self._key(it, stage, m), m, train_task,
+                  (trainer, frozen, previous[m] if previous else None))
                  for m in range(self.settings.n_models)]
-        return self._run_stage(it, "train", "train", calls)
+        return self._run_stage(it, stage, "train", calls)
 
     def explore(self, it: int, models: Sequence[TrainResult]) -> list[ExploredBatch]:
         grid = list(self.conditions(it) if callable(self.conditions) else self.conditions)

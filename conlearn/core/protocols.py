@@ -34,6 +34,11 @@ class Trainer(Protocol):
         previous: this member's result of the previous iteration (to fine-tune from), or
                   None in iteration 0.
         ctx.seed differs between members: use it for initialisation and resampling.
+
+        Optional: a trainer may also have a ``final_trainer`` attribute (a Trainer, or None).
+        When it is set, the loop trains the committee once more with it after the last
+        iteration, on the whole data set, each member warm-started from its last model
+        (stage ``"final"``), and returns those members as the result.
         """
         ...
 

@@ -68,7 +68,7 @@ class LoopReport:
 
     converged:  whether the last iteration's selection met the threshold.
     iterations: one report per iteration run (replayed ones included after a restart).
-    models:     the committee of the last iteration.
+    models:     the committee of the last iteration (of the final training, if any).
     data:       the final data set (initial payloads, then labels in iteration/key order).
     timing:     engine vs task time of this process.
     """

@@ -126,9 +126,9 @@ def initial_data(n: int = 5) -> list[tuple[float, float]]:
 def toy_loop(run_dir: str | Path, executor: Any, *, labeler: FunctionLabeler | None = None,
              settings: LoopSettings | None = None, lo: float = 0.02, hi: float = 1.0,
              threshold: float = 0.98, max_select: int = 10, n_samples: int = 50,
-             observers: Sequence[Any] = ()) -> BatchLoop:
+             observers: Sequence[Any] = (), trainer: Any = None) -> BatchLoop:
     """The toy loop with the defaults the tests use."""
-    return BatchLoop(trainer=InterpTrainer(), explorer=UniformExplorer(n_samples),
+    return BatchLoop(trainer=trainer or InterpTrainer(), explorer=UniformExplorer(n_samples),
                      selector=TrustWindowSelector(lo, hi, threshold=threshold, max_select=max_select),
                      labeler=labeler or FunctionLabeler(), conditions=conditions(), initial_data=initial_data(),
                      run_dir=run_dir, executor=executor,

@@ -9,9 +9,40 @@ trainable per-neuron time step (``resnet_dt``: ``x + dt ⊙ φ``), then a linear
 from __future__ import annotations
 
 import math
+from typing import Callable, Optional
 
 import torch
 from torch import nn
+
+Linear = Callable[[int, torch.Tensor], torch.Tensor]  # (layer index, input) -> affine output
+Scale = Optional[Callable[[int], torch.Tensor]]       # layer index -> resnet time step, or None
+
+
+def embedding_layers(x: torch.Tensor, linear: Linear, kinds: list[int], dt: Scale = None) -> torch.Tensor:
+    """The embedding net's layers: ``tanh(linear(k, x))``, scaled by ``dt(k)`` when given,
+    then residual by ``kinds[k]`` (0 plain, 1 same width ``x + y``, 2 doubled ``[x, x] + y``).
+
+    Shared by :class:`EmbeddingNet` and the stacked committee (batched weights)."""
+    for k, kind in enumerate(kinds):
+        y = torch.tanh(linear(k, x))
+        if dt is not None:
+            y = y * dt(k)
+        if kind == 1:
+            x = x + y
+        elif kind == 2:  # [x, x] + y without materialising the concatenation
+            x = (y.unflatten(-1, (2, x.shape[-1])) + x.unsqueeze(-2)).flatten(-2)
+        else:
+            x = y
+    return x
+
+
+def fitting_layers(x: torch.Tensor, linear: Linear, residual: list[bool], dt: Scale = None) -> torch.Tensor:
+    """The fitting net's hidden layers: ``y = tanh(linear(k, x))``; ``x + dt(k) ⊙ y`` (or
+    ``x + y`` without ``dt``) where ``residual[k]``, else ``y``. Shared like :func:`embedding_layers`."""
+    for k, res in enumerate(residual):
+        y = torch.tanh(linear(k, x))
+        x = x + (y * dt(k) if dt is not None else y) if res else y
+    return x
 
 
 def _init_linear(layer: nn.Linear, generator: torch.Generator, bias_std: float = 1.0) -> None:
@@ -46,17 +77,8 @@ class EmbeddingNet(nn.Module):
         self.resnet_dt = resnet_dt
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for k, (lin, kind) in enumerate(zip(self.layers, self.kinds)):
-            y = torch.tanh(lin(x))
-            if self.resnet_dt:
-                y = y * self.dts[k]
-            if kind == 1:
-                x = x + y
-            elif kind == 2:  # [x, x] + y without materialising the concatenation
-                x = (y.unflatten(-1, (2, x.shape[-1])) + x.unsqueeze(-2)).flatten(-2)
-            else:
-                x = y
-        return x
+        return embedding_layers(x, lambda k, v: self.layers[k](v), self.kinds,
+                                (lambda k: self.dts[k]) if self.resnet_dt else None)
 
 
 class FittingNet(nn.Module):
@@ -82,10 +104,6 @@ class FittingNet(nn.Module):
         _init_linear(self.out, gen)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for lin, res, dt in zip(self.hidden, self.residual, self.dts):
-            y = torch.tanh(lin(x))
-            if res:
-                x = x + (y * dt if self.resnet_dt else y)
-            else:
-                x = y
+        x = fitting_layers(x, lambda k, v: self.hidden[k](v), self.residual,
+                           (lambda k: self.dts[k]) if self.resnet_dt else None)
         return self.out(x).squeeze(-1)

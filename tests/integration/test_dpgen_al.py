@@ -77,6 +77,43 @@ def test_tiny_loop_in_process(tmp_path):
     assert write_report(tmp_path / "run").stat().st_size > 20_000
 
 
+def test_final_training_gives_the_result_and_heldout_tasks_match(tmp_path):
+    """``training.final_numb_steps``: one more warm-started training after the last iteration."""
+    from conlearn.atoms.deeppot.lcurve import read_lcurve
+    from conlearn.atoms.deeppot.model import load_model
+    from conlearn.atoms.dpgen.heldout import heldout_errors
+    from conlearn.atoms.dpgen.report import status_text, write_report
+    from conlearn.atoms.dpgen.run import conditions_for
+    from conlearn.atoms.reference import build_reference
+
+    cfg = json.loads(json.dumps(TINY))
+    cfg["training"]["final_numb_steps"] = 20
+    cfg["loop"]["max_iterations"] = 1
+    cfg = read_run_config(write(tmp_path, cfg))
+    report = run(cfg, tmp_path / "run", InProcessExecutor(), log=lambda m: None)
+    work = tmp_path / "run" / "work"
+    assert [m.model_paths[0] for m in report.models] == [str(work / f"iter-000/final/{k:03d}/model.pt")
+                                                         for k in range(2)]
+    lc = read_lcurve(work / "iter-000/final/000/lcurve.out")
+    assert lc["step"][-1] == 20 and all(m.metrics["steps"] == 20 for m in report.models)
+    # warm-started: the final member starts from its iteration-0 model, and moved away from it
+    before, after = load_model(work / "iter-000/train/000/model.pt"), load_model(report.models[0].model_paths[0])
+    diffs = [float((p - q).detach().abs().max()) for p, q in zip(before.parameters(), after.parameters())]
+    assert 0 < max(diffs) < 1.0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["models"] == [m.model_paths[0] for m in report.models]
+    assert "final training 2" in status_text(tmp_path / "run")
+    assert "learning curves of the final training" in write_report(tmp_path / "run").read_text()
+    # the held-out check as executor tasks (pickled) equals the in-process one
+    conds = conditions_for(cfg)(0)
+    paths = summary["models"]
+    serial = heldout_errors(paths, conds, build_reference(cfg.reference), n_frames=2, n_steps=8)
+    tasks = heldout_errors(paths, conds, cfg.reference, n_frames=2, n_steps=8,
+                           executor=InProcessExecutor(check_pickle=True))
+    assert list(serial) == [c.name for c in conds] and serial == tasks
+    assert all(0 < v["force_rmse"] < 1 and v["n_frames"] == 2 for v in serial.values())
+
+
 def test_bad_config_names_key_and_line(tmp_path):
     cfg = json.loads(json.dumps(TINY))
     cfg["selection"]["trust_low"] = 0.1

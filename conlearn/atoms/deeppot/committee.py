@@ -17,6 +17,7 @@ from dataclasses import asdict
 
 import torch
 
+from ...nn.mlp import embedding_layers, fitting_layers
 from ..graph import Graph
 from .descriptor import switch
 from .model import DeepPot
@@ -52,17 +53,8 @@ class _Embedding:
         self.dt = _per_layer(list(n.dts) for n in nets)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:  # [M, R, n_in] -> [M, R, M1]
-        for k, kind in enumerate(self.kinds):
-            y = torch.tanh(_linear(x, self.w[k], self.b[k]))
-            if self.resnet_dt:
-                y = y * self.dt[k].unsqueeze(1)
-            if kind == 1:
-                x = x + y
-            elif kind == 2:
-                x = (y.unflatten(-1, (2, x.shape[-1])) + x.unsqueeze(-2)).flatten(-2)
-            else:
-                x = y
-        return x
+        return embedding_layers(x, lambda k, v: _linear(v, self.w[k], self.b[k]), self.kinds,
+                                (lambda k: self.dt[k].unsqueeze(1)) if self.resnet_dt else None)
 
 
 class _Fitting:
@@ -75,9 +67,8 @@ class _Fitting:
         self.w_out, self.b_out = _stack(n.out.weight for n in nets), _stack(n.out.bias for n in nets)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:  # [M, R, D] -> [M, R]
-        for k, res in enumerate(self.residual):
-            y = torch.tanh(_linear(x, self.w[k], self.b[k]))
-            x = x + (y * self.dt[k].unsqueeze(1) if self.resnet_dt else y) if res else y
+        x = fitting_layers(x, lambda k, v: _linear(v, self.w[k], self.b[k]), self.residual,
+                           (lambda k: self.dt[k].unsqueeze(1)) if self.resnet_dt else None)
         return _linear(x, self.w_out, self.b_out).squeeze(-1)
 
 

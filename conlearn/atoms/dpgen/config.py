@@ -48,6 +48,9 @@ class TrainingSettings(_Strict):
     numb_steps: int = Field(2000, ge=1)
     reuse_numb_steps: int = Field(1000, ge=1)
     reuse_start_lr: float = Field(5e-4, gt=0)
+    final_numb_steps: Optional[int] = Field(
+        None, ge=1, description="after the last iteration, train every member this many more steps "
+                                "(warm start, from reuse_start_lr) on the whole data set; None: no final training")
     learning_rate: dict[str, Any] = {"start_lr": 1e-3, "stop_lr": 1e-5, "decay_steps": 100}
     loss: dict[str, Any] = {"start_pref_e": 0.02, "limit_pref_e": 2, "start_pref_f": 1000,
                             "limit_pref_f": 1, "start_pref_v": 0.0, "limit_pref_v": 0.0}

@@ -3,9 +3,12 @@
 For every condition the *reference* drives Langevin (NVT, or NPT at the given pressure) MD
 from the condition's structure with a seed unrelated to the run; ``n_frames`` evenly spaced
 frames of the second half are compared with the committee-mean forces (RMSE, eV/Å).
+Given an executor, the conditions run as tasks (kind "explore") in parallel.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -31,16 +34,37 @@ def reference_frames(condition: Condition, reference, n_frames: int, n_steps: in
     return out
 
 
+def condition_errors(models, condition: Condition, reference, n_frames: int, n_steps: int, seed: int) -> dict:
+    """Held-out errors at one condition; ``models``: loaded models or paths to them;
+    ``reference``: an ASE calculator, or a reference spec (built here, e.g. in a worker)."""
+    from ..deeppot.model import load_model
+    from ..reference import build_reference
+
+    if isinstance(reference, dict) or not hasattr(reference, "get_forces"):
+        reference = build_reference(reference)
+    models = [load_model(m) if isinstance(m, (str, Path)) else m for m in models]
+    return frame_errors(models, reference_frames(condition, reference, n_frames, n_steps, seed))
+
+
+def frame_errors(models, frames: list) -> dict:
+    """Committee-mean force RMSE against ``frames`` (from :func:`reference_frames`)."""
+    preds = DeepPotCalculator(list(models)).predict(frames)
+    err = np.concatenate([(r["forces"] - a.info["ref_forces"]).ravel() for r, a in zip(preds, frames)])
+    return {"force_rmse": float(np.sqrt(np.mean(err**2))),
+            "max_devi_f": float(np.mean([r["max_devi_f"] for r in preds])),
+            "n_frames": len(frames)}
+
+
 def heldout_errors(models, conditions: list[Condition], reference, n_frames: int = 10, n_steps: int = 400,
-                   seed: int = 12345) -> dict[str, dict]:
-    """``{condition: {"force_rmse": eV/Å, "max_devi_f": eV/Å (mean over frames), "n_frames"}}``."""
-    committee = DeepPotCalculator(models)
-    out = {}
-    for k, cond in enumerate(conditions):
-        frames = reference_frames(cond, reference, n_frames, n_steps, seed + k)
-        preds = committee.predict(frames)
-        err = np.concatenate([(r["forces"] - a.info["ref_forces"]).ravel() for r, a in zip(preds, frames)])
-        out[cond.name] = {"force_rmse": float(np.sqrt(np.mean(err**2))),
-                          "max_devi_f": float(np.mean([r["max_devi_f"] for r in preds])),
-                          "n_frames": len(frames)}
-    return out
+                   seed: int = 12345, executor=None) -> dict[str, dict]:
+    """``{condition: {"force_rmse": eV/Å, "max_devi_f": eV/Å (mean over frames), "n_frames"}}``.
+
+    Condition ``k`` uses seed ``seed + k``. With an executor, ``models`` must be paths and
+    ``reference`` a spec (calculators are not picklable once used).
+    """
+    calls = [(models, cond, reference, n_frames, n_steps, seed + k) for k, cond in enumerate(conditions)]
+    if executor is None:
+        values = [condition_errors(*c) for c in calls]
+    else:
+        values = executor.map(condition_errors, *zip(*calls), kind="explore") if calls else []
+    return {cond.name: v for cond, v in zip(conditions, values)}

@@ -20,11 +20,14 @@ import numpy as np
 
 from ...core.manifest import read_records
 
-KEY = re.compile(r"iter-(\d+)/(train|explore|select|label)(?:/(\d+))?")
+KEY = re.compile(r"iter-(\d+)/(train|final|explore|select|label)(?:/(\d+))?")
 
 
 def load_run(run: Path) -> dict:
-    """Per iteration: {"train": [...], "explore": [...], "select": Selection, "label": [...]}, plus init labels."""
+    """Per iteration: {"train": [...], "explore": [...], "select": Selection, "label": [...]}, plus init labels.
+
+    The final training (after the last iteration) is under that iteration's ``"final"``.
+    """
     run = Path(run)
     if not (run / "manifest.jsonl").exists():
         raise FileNotFoundError(f"{run} has no manifest.jsonl: not a conlearn run directory")
@@ -67,6 +70,8 @@ def status_text(run: Path) -> str:
         labels = st.get("label", [])
         if labels:
             parts.append(f"labelled {sum(r.ok for r in labels)}/{len(labels)}")
+        if st.get("final"):
+            parts.append(f"final training {len(st['final'])}")
         lines.append(", ".join(parts))
     summary = Path(run) / "summary.json"
     if summary.exists():
@@ -121,17 +126,10 @@ def _figures(d: dict, run: Path) -> list[tuple[str, str]]:
             ax.legend(fontsize=6, ncol=3)
             fig.tight_layout()
             figs.append((f"Iteration {it}: ε_f histograms per exploration condition", _png(fig)))
-        curves = sorted((run / "work").glob(f"iter-{it:03d}/train/*/lcurve.out"))
-        if curves:
-            from ..deeppot.lcurve import read_lcurve
-
-            fig, ax = plt.subplots(figsize=(6, 3.5))
-            for c in curves:
-                lc = read_lcurve(c)
-                ax.plot(lc["step"], lc["rmse_f_trn"], label=c.parent.name)
-            ax.set_yscale("log"); ax.set_xlabel("step"); ax.set_ylabel("force RMSE (eV/Å)"); ax.legend(fontsize=7)
-            fig.tight_layout()
-            figs.append((f"Iteration {it}: learning curves of the committee", _png(fig)))
+        for stage, title in (("train", "learning curves of the committee"),
+                             ("final", "learning curves of the final training")):
+            _learning_curves(figs, sorted((run / "work").glob(f"iter-{it:03d}/{stage}/*/lcurve.out")),
+                             f"Iteration {it}: {title}")
     summary = run / "summary.json"
     if summary.exists() and "heldout" in json.loads(summary.read_text()):
         ho = json.loads(summary.read_text())["heldout"]
@@ -143,6 +141,23 @@ def _figures(d: dict, run: Path) -> list[tuple[str, str]]:
         fig.tight_layout()
         figs.append(("Held-out force errors per condition", _png(fig)))
     return figs
+
+
+def _learning_curves(figs: list, curves: list[Path], title: str) -> None:
+    """One panel of force-RMSE learning curves (one line per member) appended to ``figs``."""
+    if not curves:
+        return
+    import matplotlib.pyplot as plt
+
+    from ..deeppot.lcurve import read_lcurve
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for c in curves:
+        lc = read_lcurve(c)
+        ax.plot(lc["step"], lc["rmse_f_trn"], label=c.parent.name)
+    ax.set_yscale("log"); ax.set_xlabel("step"); ax.set_ylabel("force RMSE (eV/Å)"); ax.legend(fontsize=7)
+    fig.tight_layout()
+    figs.append((title, _png(fig)))
 
 
 def write_report(run: Path) -> Path:

@@ -22,11 +22,10 @@ from ...core.records import Candidate, Condition, TaskContext, derive_seed
 from ...core.selection import TrustWindowSelector
 from ...core.tasks import label_with_retries, run_task
 from ..dataset import load_systems
-from ..frames import atoms_to_frame
+from ..frames import atoms_to_frame, system_to_frames
 from ..initial import build_structures, perturbed_frames
 from ..labeler import ASELabeler
 from ..reference import ReferenceSpec
-from ..system import DataError, System
 from .config import RunConfig
 from .explorer import MDExplorer
 from .trainer import DeepPotTrainer
@@ -57,41 +56,16 @@ def read_labelled(path: str | Path, type_map: list[str]) -> list[dict]:
 
     ``path``: an on-the-fly run directory (its ``labelled.extxyz``), a file ASE reads, a
     deepmd system directory or a directory of them. A frame without energy or forces, or
-    an element not in ``type_map``, is a :class:`DataError` naming the file.
+    an element not in ``type_map``, is a :class:`~conlearn.atoms.system.DataError` naming the file.
     """
     p = Path(path)
     source = p / OTF_LABELS if p.is_dir() and (p / OTF_LABELS).is_file() else p
     frames = []
     for system in load_systems([source]):
-        frames += _system_frames(system, type_map, source)
+        frames += system_to_frames(system, type_map, what="the run's type_map", source=source)
     for k, f in enumerate(frames):
         f["meta"] = {"source": str(source), "index": k}
     return frames
-
-
-def _system_frames(s: System, type_map: list[str], source: Path) -> list[dict]:
-    from ase.data import atomic_numbers
-
-    for label, value in (("energy", s.energies), ("forces", s.forces)):
-        if value is None:
-            raise DataError(f"{s.name}: frames without {label}; initial.data needs labelled frames "
-                            "(energy and forces)")
-    used = [s.type_map[t] for t in np.unique(s.types)]
-    unknown = [el for el in used if el not in type_map]
-    if unknown:
-        hint = f" ({source} has no type_map.raw)" if any(el not in atomic_numbers for el in unknown) else ""
-        raise DataError(f"{s.name}: element(s) {unknown} not in the run's type_map {type_map}{hint}")
-    numbers = np.array([atomic_numbers[el] for el in s.symbols], dtype=np.int64)
-    out = []
-    for i in range(s.n_frames):
-        f = {"numbers": numbers.copy(), "positions": s.coords[i].copy(),
-             "cell": s.cells[i].copy() if s.cells is not None else np.zeros((3, 3)),
-             "pbc": np.asarray(s.pbc, dtype=bool).copy(),
-             "energy": float(s.energies[i]), "forces": s.forces[i].copy()}
-        if s.virials is not None:
-            f["virial"] = s.virials[i].copy()
-        out.append(f)
-    return out
 
 
 def seed_data(cfg: RunConfig, man: Manifest, log=print) -> list[dict]:
@@ -181,7 +155,8 @@ def deeppot_components(cfg: RunConfig):
     t = cfg.training
     trainer = DeepPotTrainer(model=cfg.model_section(), numb_steps=t.numb_steps,
                              reuse_numb_steps=t.reuse_numb_steps, reuse_start_lr=t.reuse_start_lr,
-                             learning_rate=dict(t.learning_rate), loss=dict(t.loss), disp_freq=t.disp_freq)
+                             learning_rate=dict(t.learning_rate), loss=dict(t.loss), disp_freq=t.disp_freq,
+                             final_numb_steps=t.final_numb_steps)
     s = cfg.selection
     explorer = MDExplorer(stop_devi_f=cfg.md.stop_devi_f, drive=cfg.md.drive,
                           payload_window=(s.trust_lo, s.trust_hi),

@@ -3,13 +3,16 @@
 Members differ by seed (network initialisation and batch order). From the second iteration
 on, a member starts from its own previous model (warm start) and trains fewer steps, as
 DP-GEN's ``training_reuse_iter``; the learning rate restarts from ``reuse_start_lr``.
+With ``final_numb_steps`` set, the loop trains the members once more after its last
+iteration, warm-started, for that many steps (``final_trainer``): a longer production
+training on the whole data set, so the iterations themselves can stay short.
 A task killed mid-training resumes from the checkpoint in its work directory.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,6 +29,7 @@ class DeepPotTrainer:
     model:  the ``model`` section of a training input (type_map, descriptor, fitting_net).
     loss, learning_rate: those sections (deepmd-kit semantics).
     numb_steps: steps of a member trained from scratch; reuse_numb_steps: warm-started.
+    final_numb_steps: steps of the final (warm-started) training after the loop; None: none.
     """
 
     model: dict
@@ -36,6 +40,14 @@ class DeepPotTrainer:
     loss: dict = field(default_factory=lambda: {"start_pref_e": 0.02, "limit_pref_e": 2, "start_pref_f": 1000,
                                                  "limit_pref_f": 1, "start_pref_v": 0.0, "limit_pref_v": 0.0})
     disp_freq: int = 100
+    final_numb_steps: int | None = None
+
+    @property
+    def final_trainer(self) -> "DeepPotTrainer | None":
+        """The trainer of the loop's final stage: warm starts of ``final_numb_steps`` steps."""
+        if self.final_numb_steps is None:
+            return None
+        return replace(self, reuse_numb_steps=self.final_numb_steps, final_numb_steps=None)
 
     def config(self, warm: bool, seed: int) -> TrainConfig:
         model = copy.deepcopy(self.model)

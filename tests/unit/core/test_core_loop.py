@@ -177,3 +177,60 @@ def test_explorer_follow_continues_each_condition_from_the_previous_iteration(tm
     for a, b in zip(it0, it1):
         assert "followed" not in a.condition.params
         assert b.condition.params["followed"] and b.condition.params["lo"] == a.meta["end"]
+
+
+@dataclass(frozen=True)
+class FinalRecorder(InterpTrainer):
+    """Marks its models, and records what the final stage received."""
+
+    final: bool = False
+
+    @property
+    def final_trainer(self):
+        return None if self.final else FinalRecorder(final=True)
+
+    def train(self, data, previous, ctx):
+        res = super().train(data, previous, ctx)
+        prev = previous.model_paths[0] if previous else ""
+        return TrainResult(member=res.member, model_paths=res.model_paths,
+                           metrics={**res.metrics, "final": float(self.final), "n_data": float(len(data)),
+                                    "prev_iter": float(prev.split("iter-")[1][:3]) if prev else -1.0})
+
+
+def test_final_trainer_trains_once_more_after_the_last_iteration(tmp_path):
+    rec = Recorder()
+    settings = LoopSettings(n_models=3, max_iterations=2, label_last=True)
+    report = toy_loop(tmp_path, InProcessExecutor(check_pickle=True), settings=settings,
+                      trainer=FinalRecorder(), observers=[rec]).run()
+    assert [m.metrics["final"] for m in report.models] == [1.0, 1.0, 1.0]
+    assert [m.member for m in report.models] == [0, 1, 2]
+    # warm-started from the last iteration's members, on the whole data set (last labels included)
+    assert all(m.metrics["prev_iter"] == 1.0 for m in report.models)
+    assert report.iterations[-1].n_labelled > 0
+    assert all(m.metrics["n_data"] == len(report.data) for m in report.models)
+    assert all("/iter-001/final/" in m.model_paths[0] for m in report.models)
+    finals = [e for e in rec.events if e[0] == "start" and e[2] == "final"]
+    assert finals == [("start", 1, "final", 3, 0)]
+    # replayed on a re-run; raising max_iterations trains a new final stage after the new last one
+    again = toy_loop(tmp_path, InProcessExecutor(), settings=settings, trainer=FinalRecorder()).run()
+    assert again.timing.n_tasks == 0 and again.models == report.models
+    more = toy_loop(tmp_path, InProcessExecutor(), trainer=FinalRecorder(),
+                    settings=LoopSettings(n_models=3, max_iterations=3, label_last=True)).run()
+    assert all("/iter-002/final/" in m.model_paths[0] and m.metrics["prev_iter"] == 2.0 for m in more.models)
+    with Manifest(tmp_path) as m:
+        keys = sorted(r.key for r in m.records() if "/final/" in r.key)
+    assert keys == [f"iter-00{i}/final/00{k}" for i in (1, 2) for k in range(3)]
+
+
+def test_without_a_final_trainer_the_last_iteration_members_are_the_result(tmp_path):
+    report = toy_loop(tmp_path, InProcessExecutor(), settings=LoopSettings(n_models=2, max_iterations=2)).run()
+    assert all("/iter-001/train/" in m.model_paths[0] for m in report.models)
+
+
+def test_a_final_trainer_that_is_no_trainer_is_named(tmp_path):
+    @dataclass(frozen=True)
+    class Broken(InterpTrainer):
+        final_trainer: object = "not a trainer"
+
+    with pytest.raises(TypeError, match="final trainer"):
+        toy_loop(tmp_path, InProcessExecutor(), trainer=Broken())
