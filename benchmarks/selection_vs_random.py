@@ -10,14 +10,18 @@ held-out reference MD at every exploration condition (reference frames computed 
 By default each model trains as many steps as one member of the run did in all
 (``numb_steps + reuse_numb_steps x (iterations - 1) + final_numb_steps``), so that neither
 side is limited by training. Training runs in parallel worker processes (one thread each).
+``--random-factors 1 2`` also trains on 2L random frames: how many more random labels it
+takes to match the committee's picks.
 
     python benchmarks/selection_vs_random.py [--run runs/demo] [--steps N] [--seeds 2] [--workers 2]
+                                             [--random-factors 1 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -78,6 +82,8 @@ def main(argv=None) -> int:
                     help="training steps of each model, from scratch (default: a run member's total)")
     ap.add_argument("--seeds", type=int, default=2, help="random draws (and training seeds) averaged")
     ap.add_argument("--workers", type=int, default=2, help="parallel training processes")
+    ap.add_argument("--random-factors", type=int, nargs="+", default=[1],
+                    help="random sets of f x L frames (f = 1 is the same budget)")
     a = ap.parse_args(argv)
     import torch
 
@@ -96,16 +102,20 @@ def main(argv=None) -> int:
           f"{steps} training steps per model")
     t0 = time.perf_counter()
     sets = {}
+    names = ["committee"] + [f"random x{f}" if f != 1 else "random" for f in a.random_factors]
     for s in range(a.seeds):
         rng = np.random.default_rng(1000 + s)
-        random_pick = [explored[i] for i in rng.choice(len(explored), size=L, replace=False)]
+        order = rng.permutation(len(explored))  # the larger random sets contain the smaller
         sets[("committee", s)] = initial + picked
-        sets[("random", s)] = initial + label_frames(random_pick, cfg.reference)
+        for f, name in zip(a.random_factors, names[1:]):
+            sets[(name, s)] = initial + label_frames([explored[i] for i in order[:f * L]], cfg.reference)
     out = run / "bench_selection"
+    shutil.rmtree(out, ignore_errors=True)  # a trainer resumes from a checkpoint it finds: start clean
     with LocalProcessExecutor(a.workers) as ex:
         keys = list(sets)
         paths = ex.map(train, [cfg] * len(keys), [sets[k] for k in keys], [steps] * len(keys),
-                       [out / f"{n}-{s}" for n, s in keys], [17 + s for _, s in keys], kind="train")
+                       [out / f"{n.replace(' ', '')}-{s}" for n, s in keys], [17 + s for _, s in keys],
+                       kind="train")
     print(f"trained {len(keys)} models in {time.perf_counter() - t0:.0f} s", flush=True)
     conds = conditions_for(cfg)(10**6)
     ref = build_reference(cfg.reference)
@@ -116,17 +126,19 @@ def main(argv=None) -> int:
     for s in range(a.seeds):
         print(f"draw {s}: " + "; ".join(
             f"{n}: worst {worst[(n, s)][0]} {worst[(n, s)][1]:.4f} eV/Å, mean {np.mean(list(rows[(n, s)].values())):.4f}"
-            for n in ("committee", "random")), flush=True)
-    print(f"\n{'condition':30s} {'committee':>10s} {'random':>10s}   (force RMSE eV/Å, mean over draws)")
-    for name in frames:
-        c, r = (np.mean([rows[(n, s)][name] for s in range(a.seeds)]) for n in ("committee", "random"))
-        print(f"{name:30s} {c:10.4f} {r:10.4f}")
-    c = np.mean([worst[("committee", s)][1] for s in range(a.seeds)])
-    r = np.mean([worst[("random", s)][1] for s in range(a.seeds)])
-    print(f"\n{'selection':12s} {'labels':>7s} {'worst-condition force RMSE eV/Å':>32s}")
-    print(f"{'committee':12s} {L:7d} {c:32.4f}")
-    print(f"{'random':12s} {L:7d} {r:32.4f}")
-    print(f"random / committee = {r / c:.2f} (target >= 2)")
+            for n in names), flush=True)
+    print(f"\n{'condition':30s} " + " ".join(f"{n:>11s}" for n in names) + "   (force RMSE eV/Å, mean over draws)")
+    for cname in frames:
+        print(f"{cname:30s} " + " ".join(f"{np.mean([rows[(n, s)][cname] for s in range(a.seeds)]):11.4f}"
+                                         for n in names))
+    w = {n: float(np.mean([worst[(n, s)][1] for s in range(a.seeds)])) for n in names}
+    m = {n: float(np.mean([np.mean(list(rows[(n, s)].values())) for s in range(a.seeds)])) for n in names}
+    sizes = {"committee": L, **{n: f * L for f, n in zip(a.random_factors, names[1:])}}
+    print(f"\n{'selection':12s} {'labels':>7s} {'worst-condition RMSE':>21s} {'mean-condition RMSE':>20s}  (eV/Å)")
+    for n in names:
+        print(f"{n:12s} {sizes[n]:7d} {w[n]:21.4f} {m[n]:20.4f}")
+    if "random" in w:
+        print(f"random / committee = {w['random'] / w['committee']:.2f} at the same budget (target >= 2)")
     return 0
 
 

@@ -5,6 +5,7 @@ Keys that start with ``_`` (deepmd-kit's ``_comment``) are dropped before valida
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import TypeVar
 
@@ -66,16 +67,29 @@ def read_raw(path: str | Path) -> tuple[dict, dict[tuple, int]]:
     return _strip_comments(data), _lines(node)
 
 
+def _model_in(annotation) -> type[BaseModel] | None:
+    """The model class inside an annotation: ``M``, ``Optional[M]``, ``list[M]``, ``M | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
 def _allowed(model: type[BaseModel], loc: tuple) -> list[str]:
-    """Field names allowed at the parent of ``loc`` (best effort through nested models)."""
+    """Field names allowed at the parent of ``loc`` (best effort through nested models,
+    optional sections and lists of sections)."""
     cls = model
     for part in loc[:-1]:
-        field = cls.model_fields.get(part) if isinstance(part, str) else None
-        ann = getattr(field, "annotation", None)
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            cls = ann
-        else:
+        if isinstance(part, int):  # an element of a list of sections: same model
+            continue
+        field = cls.model_fields.get(part)
+        found = _model_in(field.annotation) if field is not None else None
+        if found is None:
             return []
+        cls = found
     return sorted(cls.model_fields)
 
 

@@ -49,9 +49,11 @@ def run_demo(out: Path, resources: str | None = None, config: Path = CONFIG) -> 
     for name, e in errors.items():
         print(f"{name:28s} {e['force_rmse']:16.4f} {e['max_devi_f']:14.4f}")
     worst = max(errors.items(), key=lambda kv: kv[1]["force_rmse"])
+    util = summary["timing"].get("utilisation")
+    busy = f"; loop workers busy {100 * util:.0f}%" if util is not None else ""
     print(f"\nworst held-out condition: {worst[0]} ({worst[1]['force_rmse']:.4f} eV/Å)")
     print(f"explored {summary['explored_frames']} frames, labelled {summary['labelled_frames']} "
           f"({100 * (summary['labelled_fraction'] or 0):.3f}%) + {summary['initial_frames']} initial; "
-          f"engine overhead {100 * summary['overhead_fraction']:.2f}%; wall {summary['wall_s']:.0f} s")
+          f"engine overhead {100 * summary['overhead_fraction']:.2f}%{busy}; wall {summary['wall_s']:.0f} s")
     print(f"summary: {out / 'summary.json'}; models: {models_dir}", file=sys.stderr)
     return 0

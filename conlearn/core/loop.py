@@ -123,9 +123,10 @@ class BatchLoop:
                     break
             if self.final_trainer is not None and models is not None:
                 models = self.train(it, data, models, stage="final")
+            timing = self.clock.timing(slots=getattr(self.executor, "slots", None))
             report = LoopReport(converged=bool(reports and reports[-1].selection.converged),
                                 iterations=tuple(reports), models=tuple(models or ()),
-                                data=tuple(data), timing=self.clock.timing())
+                                data=tuple(data), timing=timing)
             self._notify("on_loop_end", report)
         return report
 

@@ -41,6 +41,7 @@ class Timing:
     task:     sum of the task durations measured on the workers (can exceed wall when
               tasks run in parallel); tasks replayed from the manifest count 0.
     n_tasks:  tasks computed in this run; n_cached: tasks replayed from the manifest.
+    slots:    tasks the executor can run at once (None: unknown).
     """
 
     wall: float
@@ -48,6 +49,7 @@ class Timing:
     task: float
     n_tasks: int
     n_cached: int
+    slots: int | None = None
 
     @property
     def engine(self) -> float:
@@ -58,8 +60,17 @@ class Timing:
         """Engine time / wall time (the product target is < 0.02 on real workloads)."""
         return self.engine / self.wall if self.wall > 0 else 0.0
 
+    @property
+    def utilisation(self) -> float | None:
+        """Task time / (wall time x slots): how busy the workers were (None: slots unknown).
+        Low values point at stages with fewer tasks than workers, or at waiting on stragglers."""
+        if not self.slots or self.wall <= 0:
+            return None
+        return self.task / (self.wall * self.slots)
+
     def summary(self) -> dict:
-        return {**asdict(self), "engine": self.engine, "overhead_fraction": self.overhead_fraction}
+        return {**asdict(self), "engine": self.engine, "overhead_fraction": self.overhead_fraction,
+                "utilisation": self.utilisation}
 
 
 @dataclass(frozen=True)
@@ -106,6 +117,6 @@ class Clock:
         finally:
             self.waiting += time.perf_counter() - t0
 
-    def timing(self) -> Timing:
+    def timing(self, slots: int | None = None) -> Timing:
         return Timing(wall=time.perf_counter() - self.start, waiting=self.waiting, task=self.task,
-                      n_tasks=self.n_tasks, n_cached=self.n_cached)
+                      n_tasks=self.n_tasks, n_cached=self.n_cached, slots=slots)

@@ -33,7 +33,13 @@ def callback_as_completed(futures: Iterable[Any]) -> Iterator[Any]:
 
 
 class Executor:
-    """Base class: ``submit`` and ``close`` to implement; ``as_completed``/``map`` shared."""
+    """Base class: ``submit`` and ``close`` to implement; ``as_completed``/``map`` shared.
+
+    ``slots``: how many tasks can run at once (None: unknown); the loop reports its worker
+    utilisation against it.
+    """
+
+    slots: int | None = None
 
     def submit(self, fn: Callable[..., Any], *args: Any, kind: str = "task", key: str | None = None) -> Any:
         raise NotImplementedError
@@ -94,6 +100,8 @@ class InProcessExecutor(Executor):
     check_pickle: round-trip every call through pickle first, to catch what would fail on
     a real cluster (closures, open handles, lambdas in components).
     """
+
+    slots = 1
 
     def __init__(self, check_pickle: bool = False):
         self.check_pickle = check_pickle

@@ -173,6 +173,15 @@ class DaskExecutor(Executor):
         for _ in futures:
             yield done.get()
 
+    @property
+    def slots(self) -> int | None:
+        """Worker threads connected now, over all clients (clusters that scale change it)."""
+        try:
+            return sum(w.get("nthreads", 1) for c in self._unique
+                       for w in c.scheduler_info().get("workers", {}).values()) or None
+        except Exception:  # a closed or unreachable scheduler: unknown
+            return None
+
     def close(self) -> None:
         for client in self._unique:
             client.close()

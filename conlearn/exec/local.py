@@ -60,6 +60,10 @@ class LocalProcessExecutor(Executor):
                                          mp_context=multiprocessing.get_context("spawn"),
                                          initializer=limit_threads, initargs=(threads_per_worker,))
 
+    @property
+    def slots(self) -> int:
+        return self.max_workers
+
     def submit(self, fn: Callable[..., Any], *args: Any, kind: str = "task", key: str | None = None) -> Future:
         return self._pool.submit(fn, *args)
 

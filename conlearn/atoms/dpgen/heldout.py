@@ -47,11 +47,12 @@ def condition_errors(models, condition: Condition, reference, n_frames: int, n_s
 
 
 def frame_errors(models, frames: list) -> dict:
-    """Committee-mean force RMSE against ``frames`` (from :func:`reference_frames`)."""
+    """Committee-mean force RMSE against ``frames`` (from :func:`reference_frames`);
+    ``max_devi_f`` is NaN for a single model."""
     preds = DeepPotCalculator(list(models)).predict(frames)
     err = np.concatenate([(r["forces"] - a.info["ref_forces"]).ravel() for r, a in zip(preds, frames)])
     return {"force_rmse": float(np.sqrt(np.mean(err**2))),
-            "max_devi_f": float(np.mean([r["max_devi_f"] for r in preds])),
+            "max_devi_f": float(np.mean([r.get("max_devi_f", np.nan) for r in preds])),
             "n_frames": len(frames)}
 
 

@@ -43,6 +43,7 @@ class ConsoleProgress(BaseObserver):
 
     def on_loop_end(self, report):
         t = report.timing
+        busy = f"; workers busy {100 * t.utilisation:.0f}% ({t.slots} slots)" if t.utilisation is not None else ""
         print(f"loop {'converged' if report.converged else 'stopped'} after {len(report.iterations)} "
-              f"iterations; engine overhead {100 * t.overhead_fraction:.2f}% of wall time",
+              f"iterations; engine overhead {100 * t.overhead_fraction:.2f}% of wall time{busy}",
               file=self.stream, flush=True)

@@ -88,16 +88,6 @@ class SparseSpec(_Strict):
     select: Literal["greedy", "random", "all"] = "greedy"
     seed: int = Field(0, description="of the random rule")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data):
-        # the config reader lists the allowed keys only under non-optional sections
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(cls.model_fields))
-            if unknown:
-                raise ValueError(f"unknown key(s) {unknown}; allowed here: {sorted(cls.model_fields)}")
-        return data
-
 
 class OTFGPSpec(GPSpec):
     """``gp:`` of ``conlearn otf``: :class:`GPSpec` plus ``sparse`` (None, the default: the

@@ -139,6 +139,9 @@ def test_engine_overhead_is_measured_and_small_for_slow_tasks(tmp_path):
     # so the overhead fraction falls with task length (< 2 % needs tasks of ~0.1 s or more)
     assert t.engine / t.n_tasks < 0.015, t.summary()
     assert 0 < t.overhead_fraction < 0.25, t.summary()
+    # one slot in-process: utilisation = task / wall, the complement of waiting on nothing
+    assert t.slots == 1 and t.utilisation == pytest.approx(t.task / t.wall)
+    assert 0.5 < t.utilisation <= 1.0 and t.summary()["utilisation"] == t.utilisation
 
 
 def test_components_are_checked_against_the_protocols(tmp_path):

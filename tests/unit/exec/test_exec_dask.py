@@ -17,6 +17,7 @@ def test_local_cluster_submit_map_and_errors():
         futs = [ex.submit(operator.mul, i, i, kind="label", key=f"iter-000/label/{i:06d}") for i in range(8)]
         assert sorted(f.result() for f in ex.as_completed(futs)) == [i * i for i in range(8)]
         assert ex.map(operator.add, [1, 2], [10, 20]) == [11, 22]
+        assert ex.slots == 2  # one worker with two threads
         with pytest.raises(ZeroDivisionError):
             ex.submit(operator.truediv, 1, 0).result()
         # same key twice still runs twice (pure=False, unique dask keys)
@@ -36,12 +37,14 @@ def test_kinds_are_routed_to_their_own_cluster():
                                    dashboard_address="127.0.0.1:0")
     with DaskExecutor.from_clusters({"train": gpu, "explore": cpu, "label": cpu}, default="explore") as ex:
         assert ex.client_for("train") is not ex.client_for("label")
+        assert ex.slots == 2  # one thread on each cluster
         assert ex.client_for("select") is ex.client_for("explore") is ex.client_for("label")
         futs = [ex.submit(operator.neg, i, kind=k) for i, k in enumerate(["train", "label", "explore", "train"])]
         assert sorted(f.result() for f in ex.as_completed(futs)) == [-3, -2, -1, 0]
         gpu_addr = ex.client_for("train").scheduler.address
         assert futs[0].dask_future.client.scheduler.address == gpu_addr != futs[1].dask_future.client.scheduler.address
     assert gpu.status.name == "closed" and cpu.status.name == "closed"
+    assert ex.slots is None  # closed: unknown
 
 
 def test_build_local_dask_executor_from_resources():

@@ -49,6 +49,7 @@ def test_inprocess_exceptions_and_pickle_check():
 def test_local_processes_run_in_parallel_with_one_thread_each(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "4")  # the workers must not inherit this
     with LocalProcessExecutor(max_workers=2) as ex:
+        assert ex.slots == 2
         assert ex.map(operator.mul, range(6), range(6)) == [0, 1, 4, 9, 16, 25]
         seen = [f.result() for f in [ex.submit(worker_info, kind="train") for _ in range(2)]]
         assert all(i["OMP_NUM_THREADS"] == i["MKL_NUM_THREADS"] == "1" for i in seen), seen
