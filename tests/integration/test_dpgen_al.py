@@ -114,6 +114,37 @@ def test_final_training_gives_the_result_and_heldout_tasks_match(tmp_path):
     assert all(0 < v["force_rmse"] < 1 and v["n_frames"] == 2 for v in serial.values())
 
 
+def test_final_trainer_warm_or_from_scratch(tmp_path):
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from conlearn.atoms.dpgen.run import deeppot_components
+    from conlearn.atoms.frames import atoms_to_frame
+    from conlearn.core.records import TaskContext, TrainResult
+
+    frames = []
+    for k in range(3):
+        a = bulk("Al", "fcc", a=4.05, cubic=True).repeat(2)
+        a.rattle(0.05, seed=k)
+        a.calc = EMT()
+        frames.append({**atoms_to_frame(a), "energy": a.get_potential_energy(), "forces": a.get_forces()})
+    cfg = json.loads(json.dumps(TINY))
+    cfg["training"].update(final_numb_steps=7)
+    trainer = deeppot_components(read_run_config(write(tmp_path, cfg)))[0]
+    final = trainer.final_trainer
+    assert (final.reuse_numb_steps, final.from_scratch, final.final_trainer) == (7, False, None)
+    missing = TrainResult(member=0, model_paths=(str(tmp_path / "no-such-model.pt"),))
+    ctx = TaskContext(key="k", iteration=0, index=0, seed=1, workdir=str(tmp_path / "warm"))
+    with pytest.raises(FileNotFoundError, match="no-such-model"):  # warm: starts from previous
+        final.train(frames, missing, ctx)
+    cfg["training"].update(final_from_scratch=True)
+    scratch = deeppot_components(read_run_config(write(tmp_path, cfg)))[0].final_trainer
+    assert (scratch.numb_steps, scratch.from_scratch) == (7, True)
+    res = scratch.train(frames, missing, TaskContext(key="k", iteration=0, index=0, seed=1,
+                                                     workdir=str(tmp_path / "scratch")))
+    assert res.metrics["steps"] == 7  # new weights, previous ignored
+
+
 def test_bad_config_names_key_and_line(tmp_path):
     cfg = json.loads(json.dumps(TINY))
     cfg["selection"]["trust_low"] = 0.1

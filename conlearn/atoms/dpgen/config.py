@@ -51,6 +51,8 @@ class TrainingSettings(_Strict):
     final_numb_steps: Optional[int] = Field(
         None, ge=1, description="after the last iteration, train every member this many more steps "
                                 "(warm start, from reuse_start_lr) on the whole data set; None: no final training")
+    final_from_scratch: bool = Field(False, description="the final training starts from new weights (learning_rate "
+                                                        "as given) instead of the members' last models")
     learning_rate: dict[str, Any] = {"start_lr": 1e-3, "stop_lr": 1e-5, "decay_steps": 100}
     loss: dict[str, Any] = {"start_pref_e": 0.02, "limit_pref_e": 2, "start_pref_f": 1000,
                             "limit_pref_f": 1, "start_pref_v": 0.0, "limit_pref_v": 0.0}

@@ -4,8 +4,9 @@ Members differ by seed (network initialisation and batch order). From the second
 on, a member starts from its own previous model (warm start) and trains fewer steps, as
 DP-GEN's ``training_reuse_iter``; the learning rate restarts from ``reuse_start_lr``.
 With ``final_numb_steps`` set, the loop trains the members once more after its last
-iteration, warm-started, for that many steps (``final_trainer``): a longer production
-training on the whole data set, so the iterations themselves can stay short.
+iteration for that many steps (``final_trainer``; warm-started unless
+``final_from_scratch``): a longer production training on the whole data set, so the
+iterations themselves can stay short.
 A task killed mid-training resumes from the checkpoint in its work directory.
 """
 
@@ -29,7 +30,10 @@ class DeepPotTrainer:
     model:  the ``model`` section of a training input (type_map, descriptor, fitting_net).
     loss, learning_rate: those sections (deepmd-kit semantics).
     numb_steps: steps of a member trained from scratch; reuse_numb_steps: warm-started.
-    final_numb_steps: steps of the final (warm-started) training after the loop; None: none.
+    final_numb_steps: steps of the final training after the loop; None: none.
+    final_from_scratch: the final training starts from new weights (with ``learning_rate``
+        as given) instead of each member's last model (from ``reuse_start_lr``).
+    from_scratch: always ignore ``previous`` (set on the final trainer by the option above).
     """
 
     model: dict
@@ -41,13 +45,17 @@ class DeepPotTrainer:
                                                  "limit_pref_f": 1, "start_pref_v": 0.0, "limit_pref_v": 0.0})
     disp_freq: int = 100
     final_numb_steps: int | None = None
+    final_from_scratch: bool = False
+    from_scratch: bool = False
 
     @property
     def final_trainer(self) -> "DeepPotTrainer | None":
-        """The trainer of the loop's final stage: warm starts of ``final_numb_steps`` steps."""
+        """The trainer of the loop's final stage: ``final_numb_steps`` steps, warm-started
+        unless ``final_from_scratch``."""
         if self.final_numb_steps is None:
             return None
-        return replace(self, reuse_numb_steps=self.final_numb_steps, final_numb_steps=None)
+        return replace(self, numb_steps=self.final_numb_steps, reuse_numb_steps=self.final_numb_steps,
+                       final_numb_steps=None, final_from_scratch=False, from_scratch=self.final_from_scratch)
 
     def config(self, warm: bool, seed: int) -> TrainConfig:
         model = copy.deepcopy(self.model)
@@ -66,7 +74,7 @@ class DeepPotTrainer:
 
     def train(self, data: Sequence[Any], previous: TrainResult | None, ctx: TaskContext) -> TrainResult:
         systems = frames_to_systems(list(data), list(self.model["type_map"]), name="labelled frames")
-        warm = previous is not None
+        warm = previous is not None and not self.from_scratch
         cfg = self.config(warm, ctx.seed)
         out = Path(ctx.workdir)
         trainer = Trainer(cfg, out, init_model=previous.model_paths[0] if warm else None,

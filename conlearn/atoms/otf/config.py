@@ -95,6 +95,8 @@ class OTFGPSpec(GPSpec):
     ``gp.sparse`` there is an unknown key, not silently ignored."""
 
     sparse: Optional[SparseSpec] = None
+    stress_labels: bool = Field(False, description="also train on each labelled periodic frame's stress")
+    stress_noise: float = Field(1e-3, gt=0, description="eV/Å^3, stress label noise (1e-3 = 0.16 GPa)")
 
 
 class AbsoluteThreshold(_Strict):
@@ -158,7 +160,10 @@ class UncertaintySpec(_Strict):
 
 class MDSpec(_Strict):
     """Langevin MD (ASE).  ``friction``: 1/fs.  ``init_temperature_K``: Maxwell-Boltzmann
-    velocities (default: the temperature)."""
+    velocities (default: the temperature).  ``pressure_GPa``: NPT instead of NVT, ASE's
+    LangevinBAOAB with a hydrostatic barostat of time scale ``barostat_tau_fs`` (thermostat
+    time scale 1/friction); the structure must be periodic in 3D, and the model's stress
+    drives the cell (train it on stresses with ``gp.stress_labels``)."""
 
     integrator: Literal["langevin"] = "langevin"
     temperature_K: float = Field(gt=0)
@@ -167,6 +172,8 @@ class MDSpec(_Strict):
     n_steps: int = Field(gt=0)
     init_temperature_K: Optional[float] = Field(None, ge=0)
     trajectory_every: int = Field(10, ge=1)
+    pressure_GPa: Optional[float] = Field(None, description="NPT at this pressure; None: NVT")
+    barostat_tau_fs: float = Field(1000.0, gt=0, description="fs, time scale of the cell's fluctuations")
 
 
 class OutputSpec(_Strict):
@@ -197,6 +204,15 @@ class OTFConfig(_Strict):
         bodies = [k.body for k in self.gp.kernels]
         if len(set(bodies)) != len(bodies):
             raise ValueError(f"gp.kernels: one kernel per body order, got bodies {bodies}")
+        return self
+
+    @model_validator(mode="after")
+    def _npt_needs_a_periodic_cell(self) -> "OTFConfig":
+        if self.md.pressure_GPa is not None:
+            pbc = self.structure_spec().build()[0].pbc
+            if not pbc.all():
+                raise ValueError(f"md.pressure_GPa: NPT needs a structure periodic in 3D, this one has "
+                                 f"pbc {pbc.tolist()}; remove pressure_GPa for NVT")
         return self
 
     def structure_spec(self) -> StructureSpec:

@@ -9,7 +9,9 @@ is always labelled.  After ``uncertainty.audit.every`` steps without a call the 
 labels the frame anyway (an audit): its out-of-sample errors set a floor under the force
 noise (:func:`conlearn.atoms.otf.model.calibrated_noise`).  Same config and seed -> the
 same trajectory and the same calls; a killed run resumes from its checkpoint
-(:mod:`conlearn.atoms.otf.state`).
+(:mod:`conlearn.atoms.otf.state`).  With ``md.pressure_GPa`` the run is NPT (ASE's
+LangevinBAOAB, hydrostatic barostat on the model's stress); the cell and the barostat's
+momentum are part of the checkpoint.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 from ase.md.langevin import Langevin
+from ase.md.langevinbaoab import LangevinBAOAB
 from ase.md.velocitydistribution import Stationary
 
 from ...core.manifest import Manifest, atomic_write_bytes
@@ -58,6 +62,33 @@ def thermalize(atoms: Atoms, temperature_K: float, rng: np.random.Generator) -> 
     sd = np.sqrt(atoms.get_masses() * units.kB * temperature_K)[:, None]
     atoms.set_momenta(rng.standard_normal((len(atoms), 3)) * sd)
     Stationary(atoms)
+
+
+class _NPT(LangevinBAOAB):
+    """LangevinBAOAB that takes the atoms' and the cell's forces afresh at the start of
+    every step: BAOAB keeps the previous step's, which a reference call has made stale
+    (the model changed), and a resumed run has not got."""
+
+    def step(self):
+        self._update_accel()
+        self._update_force_eps()
+        super().step()
+
+
+def dynamics(atoms: Atoms, md, rng: np.random.Generator, p_eps=None):
+    """NVT Langevin, or NPT (:class:`_NPT`) when ``md.pressure_GPa`` is set; ``p_eps``:
+    the barostat momentum to resume from."""
+    if md.pressure_GPa is None:
+        return Langevin(atoms, md.timestep_fs * units.fs, temperature_K=md.temperature_K,
+                        friction=md.friction / units.fs, fixcm=False, rng=rng)
+    with warnings.catch_warnings():  # ASE reports its heuristic barostat mass: expected
+        warnings.simplefilter("ignore", UserWarning)
+        dyn = _NPT(atoms, md.timestep_fs * units.fs, temperature_K=md.temperature_K,
+                   externalstress=-md.pressure_GPa * units.GPa, hydrostatic=True,
+                   T_tau=units.fs / md.friction, P_tau=md.barostat_tau_fs * units.fs, rng=rng)
+    if p_eps is not None:
+        dyn.p_eps = p_eps
+    return dyn
 
 
 def initial_state(cfg: OTFConfig) -> OTFState:
@@ -116,9 +147,7 @@ class OTFRun:
         self.atoms.calc = self.model.calc
         rng = np.random.Generator(np.random.PCG64())
         rng.bit_generator.state = s.rng
-        md = cfg.md
-        self.dyn = Langevin(self.atoms, md.timestep_fs * units.fs, temperature_K=md.temperature_K,
-                            friction=md.friction / units.fs, fixcm=False, rng=rng)
+        self.dyn = dynamics(self.atoms, cfg.md, rng, s.p_eps)
         self.rng = rng
 
     # ---- bookkeeping -------------------------------------------------------------------
@@ -135,6 +164,9 @@ class OTFRun:
         with self.timer("io"):
             s = self.state
             s.positions, s.momenta = self.atoms.positions.copy(), self.atoms.get_momenta()
+            s.cell = self.atoms.cell.array.copy()
+            if self.cfg.md.pressure_GPa is not None:
+                s.p_eps = np.array(self.dyn.p_eps, dtype=np.float64)
             s.rng = self.rng.bit_generator.state
             s.offsets = self.out.sync()
             save_checkpoint(self.dir / "checkpoint.pkl", s, self.model.to_dict())
@@ -194,7 +226,10 @@ class OTFRun:
         idx = select_atoms(np.zeros((len(self.atoms), 3)) if std is None else std, threshold,
                            unc.add, first, unc.audit if audit else None)
         with self.timer("update"):
-            self.model.add(self.atoms, idx, labelled["forces"], labelled["energy"])
+            stress = None
+            if labelled.get("virial") is not None and self.atoms.pbc.all():
+                stress = -np.asarray(labelled["virial"]) / self.atoms.get_volume()  # eV/Å^3, ASE sign
+            self.model.add(self.atoms, idx, labelled["forces"], labelled["energy"], stress)
         n_call = len(s.calls) + 1
         with self.timer("optimize"):
             if audit or self.cfg.gp.optimize.due(n_call, self.model.gp.n_labels):
@@ -227,6 +262,8 @@ class OTFRun:
         line = {"step": s.step, "time_fs": s.step * self.cfg.md.timestep_fs,
                 "temperature_K": a.get_temperature(), "epot": a.get_potential_energy(),
                 "mapped": bool(a.calc.results.get("mapped", True)), **entry}
+        if self.cfg.md.pressure_GPa is not None:
+            line.update(volume_A3=a.get_volume(), pressure_GPa=-a.get_stress()[:3].mean() / units.GPa)
         self.out["log.jsonl"].write(json.dumps(line) + "\n")
         if s.step % self.cfg.md.trajectory_every == 0:
             buf = io.StringIO()

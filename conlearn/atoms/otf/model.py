@@ -72,8 +72,9 @@ class OTFModel:
         kernels = [NBodyKernel(k.body, k.sigma, k.length) for k in spec.kernels]
         args = (kernels, spec.r_cut2, spec.r_cut3, spec.cutoff, spec.noise, spec.energy_noise)
         sparse = getattr(spec, "sparse", None)  # absent from the batch loop's spec
-        gp = (GaussianProcess(*args) if sparse is None else
-              SparseGP(*args, select=sparse.select, n_inducing=sparse.n_inducing, seed=sparse.seed))
+        kw = {"stress_noise": getattr(spec, "stress_noise", 1e-3)}
+        gp = (GaussianProcess(*args, **kw) if sparse is None else
+              SparseGP(*args, select=sparse.select, n_inducing=sparse.n_inducing, seed=sparse.seed, **kw))
         return cls(gp, spec, map_gp(gp))
 
     @property
@@ -84,16 +85,20 @@ class OTFModel:
         """Exact posterior (epistemic) std of every force component ``[n_atoms, 3]`` eV/Å."""
         return self.gp.force_std(self.gp.environments(atoms))
 
-    def add(self, atoms: Atoms, indices, forces: np.ndarray, energy: float | None) -> None:
+    def add(self, atoms: Atoms, indices, forces: np.ndarray, energy: float | None,
+            stress: np.ndarray | None = None) -> None:
         """Train on ``forces [n_atoms, 3]`` (eV/Å) of atoms ``indices`` and, when the spec
-        asks for it, the frame ``energy`` (eV).  A sparse GP takes its new inducing
+        asks for them, the frame ``energy`` (eV) and ``stress`` (``[6]`` Voigt or 3x3,
+        eV/Å^3, ASE sign; periodic frames).  A sparse GP takes its new inducing
         environments from those atoms only (by its rule, up to its cap)."""
         indices = np.asarray(indices, dtype=np.int64)
         self.gp.add(self.gp.environments(atoms, indices), forces=forces[indices])
+        # no inducing candidates below: "all"/"random" would pick the atoms above twice
+        extra = {"inducing": []} if isinstance(self.gp, SparseGP) else {}
         if self.spec.energy_labels and energy is not None:
-            # no inducing candidates here: "all"/"random" would pick the atoms above twice
-            extra = {"inducing": []} if isinstance(self.gp, SparseGP) else {}
             self.gp.add(self.gp.environments(atoms), energy=np.array([energy]), **extra)
+        if getattr(self.spec, "stress_labels", False) and stress is not None and atoms.pbc.all():
+            self.gp.add(self.gp.environments(atoms), stress=np.asarray(stress).reshape(1, -1), **extra)
 
     def audit(self, err: np.ndarray, std: np.ndarray) -> float:
         """Record an audited frame's out-of-sample error of the mean ``err`` and the

@@ -37,6 +37,7 @@ class OTFState:
         step: MD steps done.  positions ``[n, 3]`` Å, momenta ``[n, 3]`` amu Å/(ASE time)
         at that step; numbers ``[n]``; cell ``[3, 3]`` Å; pbc ``[3]``.
         rng: ``numpy.random.PCG64`` state of the Langevin noise.
+        p_eps: the NPT barostat's momentum (None in NVT).
         checked: whether this step's uncertainty check is done.
         calls: one dict per reference call (step, max_std, threshold, atoms added, ...).
         offsets: byte lengths of the append-only files.
@@ -57,6 +58,7 @@ class OTFState:
     cpu_s: float = 0.0
     wall_s: float = 0.0
     timers: dict = field(default_factory=dict)
+    p_eps: np.ndarray | None = None
 
 
 def save_checkpoint(path: Path, state: OTFState, model: dict) -> None:
