@@ -198,3 +198,29 @@ def test_energy_labels_add_no_inducing_environments():
     assert gp.n_labels == 3 * 7 + 2 and gp.n_latent == 6  # 3 + 3 of the 4: the cap
     assert gp.inducing.atom.tolist() == [1, 4, 6, 0, 2, 3]
     assert gp.inducing.frame.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_a_cap_too_small_grows_instead_of_calling_at_every_check(tmp_path):
+    """cap 4 alone: a call at every check from step 15 (10 calls, held-out 0.067 eV/Å);
+    with ``grow: 4`` the cap follows the calls (measured: 4 calls, 12 inducing, 0.015)."""
+    cfgs = {}
+    for grow in (0, 4):
+        data = copy.deepcopy(CONFIG)
+        data["gp"]["sparse"].update(n_inducing=4, grow=grow)
+        cfgs[grow] = OTFConfig.model_validate(data)
+    fixed = run_otf(cfgs[0], tmp_path / "fixed")
+    grown = run_otf(cfgs[4], tmp_path / "grown")
+    assert fixed["n_calls"] >= 8 and grown["n_calls"] <= 6
+    _, model = load_checkpoint(tmp_path / "grown" / "checkpoint.pkl")
+    gp = OTFModel.from_dict(model, cfgs[4].gp).gp
+    assert gp.n_inducing > 4 and gp.n_latent <= gp.n_inducing and gp.n_inducing % 4 == 0
+    held = reference_md_frames(cfgs[4], n_frames=3, seed=99, n_equilibrate=30, every=10)
+    assert score(gp, held)["rmse"] < HELD_BOUND
+    # the grown cap is part of the checkpoint: stopped after a growing call and resumed,
+    # the run retraces the uninterrupted one
+    run_otf(cfgs[4], tmp_path / "resumed", max_steps=16)
+    again = run_otf(cfgs[4], tmp_path / "resumed")
+    assert again["call_steps"] == grown["call_steps"]
+    a, _ = load_checkpoint(tmp_path / "grown" / "checkpoint.pkl")
+    b, _ = load_checkpoint(tmp_path / "resumed" / "checkpoint.pkl")
+    assert np.array_equal(a.positions, b.positions)

@@ -82,9 +82,12 @@ class SparseSpec(_Strict):
     at most ``n_inducing`` inducing environments (their local energies are the latent
     variables), chosen among the atoms each reference call adds by ``select``: ``greedy``
     (largest residual local-energy variance first), ``random`` (seeded by ``seed``) or
-    ``all`` (in order), until the cap is reached."""
+    ``all`` (in order), until the cap is reached.  ``grow``: when a reference call finds
+    the cap reached, raise it by that many first (0: a fixed cap), so that a cap set too
+    small cannot make every later check call the reference."""
 
     n_inducing: int = Field(ge=1, description="cap on the inducing environments")
+    grow: int = Field(0, ge=0, description="raise the cap by this many when a call finds it reached")
     select: Literal["greedy", "random", "all"] = "greedy"
     seed: int = Field(0, description="of the random rule")
 

@@ -92,6 +92,10 @@ class OTFModel:
         eV/Å^3, ASE sign; periodic frames).  A sparse GP takes its new inducing
         environments from those atoms only (by its rule, up to its cap)."""
         indices = np.asarray(indices, dtype=np.int64)
+        sparse = getattr(self.spec, "sparse", None)
+        if isinstance(self.gp, SparseGP) and sparse is not None and sparse.grow and \
+                self.gp.n_inducing is not None and self.gp.n_latent >= self.gp.n_inducing:
+            self.gp.n_inducing += sparse.grow  # saved with the model: a resume keeps it
         self.gp.add(self.gp.environments(atoms, indices), forces=forces[indices])
         # no inducing candidates below: "all"/"random" would pick the atoms above twice
         extra = {"inducing": []} if isinstance(self.gp, SparseGP) else {}
