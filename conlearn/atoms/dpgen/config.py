@@ -124,6 +124,8 @@ class BatchGPSpec(GPSpec):
     mapping:  the explorer's MD runs on the spline-mapped mean (the std stays exact).
     atoms_per_frame: force labels of that many atoms per frame (a random subset, fixed
               per frame), for cost: the GP solve grows as (3 x atoms)³. None: all atoms.
+    stress_labels: also train on every periodic frame's stress (from its virial), which
+              NPT exploration (``pressures``) drives the cell with.
     """
 
     # Default start: sigma3 = 0.5 eV, not GPSpec's 0.05. From 0.05 the likelihood fit left the
@@ -133,6 +135,8 @@ class BatchGPSpec(GPSpec):
         default_factory=lambda: [KernelSpec(body=2, sigma=1.0, length=1.0),
                                  KernelSpec(body=3, sigma=0.5, length=1.0)], min_length=1)
     atoms_per_frame: Optional[int] = Field(8, ge=1)
+    stress_labels: bool = False
+    stress_noise: float = Field(1e-3, gt=0, description="eV/Å^3, stress label noise (1e-3 = 0.16 GPa)")
 
     @model_validator(mode="after")
     def _one_per_body(self):
@@ -180,15 +184,11 @@ class RunConfig(_Strict):
         return self
 
     def _gp_only(self):
-        """model_kind gp: no DeepPot sections; NVT only (the GP gives no stress off its map)."""
+        """model_kind gp: no DeepPot sections."""
         for name, default in (("model", {}), ("training", TrainingSettings())):
             if getattr(self, name) != default:
                 raise ValueError(f"{name}: is the DeepPot committee's section; with model_kind gp "
                                  "the model is the gp section (one GP, no committee)")
-        for i, st in enumerate(self.exploration):
-            if any(p is not None for p in st.pressures):
-                raise ValueError(f"exploration[{i}].pressures {st.pressures}: model_kind gp explores "
-                                 "NVT only (the GP gives no stress); use [null]")
         return self
 
     def model_section(self) -> dict:

@@ -53,6 +53,8 @@ class GPTrainer:
     kernels: ``(body, sigma eV, length Å)`` per n-body term (initial hyperparameters).
     r_cut2, r_cut3: Å.  noise: eV/Å (initial force noise).  energy_noise: eV.
     energy_labels: also train on every frame's energy (all its atoms' environments).
+    stress_labels: also train on every periodic frame's stress (-virial / volume, eV/Å^3).
+    stress_noise: eV/Å^3.
     atoms_per_frame: force labels per frame (see :func:`pick_atoms`); None: all atoms.
     optimize_at, optimize_every: hyperparameters are refitted in the trainings numbered
         ``optimize_at`` (1 = iteration 0) and every ``optimize_every``-th; otherwise the
@@ -72,6 +74,8 @@ class GPTrainer:
     noise: float = 0.02
     energy_noise: float = 0.01
     energy_labels: bool = False
+    stress_labels: bool = False
+    stress_noise: float = 1e-3
     atoms_per_frame: int | None = 8
     optimize_at: tuple[int, ...] = (1, 2, 3)
     optimize_every: int | None = None
@@ -91,6 +95,8 @@ class GPTrainer:
         return cls(kernels=tuple((k.body, k.sigma, k.length) for k in spec.kernels),
                    r_cut2=spec.r_cut2, r_cut3=spec.r_cut3, cutoff=spec.cutoff, noise=spec.noise,
                    energy_noise=spec.energy_noise, energy_labels=spec.energy_labels,
+                   stress_labels=getattr(spec, "stress_labels", False),
+                   stress_noise=getattr(spec, "stress_noise", 1e-3),
                    atoms_per_frame=getattr(spec, "atoms_per_frame", None),
                    optimize_at=tuple(o.at_calls), optimize_every=o.every, maxiter=o.maxiter,
                    noise_min=o.noise_min, length_bounds=tuple(o.length_bounds),
@@ -99,7 +105,8 @@ class GPTrainer:
     def new_gp(self, previous: TrainResult | None) -> GaussianProcess:
         """An empty GP; with ``previous``, at that model's hyperparameters."""
         gp = GaussianProcess([NBodyKernel(b, s, ell) for b, s, ell in self.kernels],
-                             self.r_cut2, self.r_cut3, self.cutoff, self.noise, self.energy_noise)
+                             self.r_cut2, self.r_cut3, self.cutoff, self.noise, self.energy_noise,
+                             stress_noise=self.stress_noise)
         if previous is not None:  # its metrics hold them by name; else read its file
             names, m = gp.hyper_names, previous.metrics
             theta = ([m[n] for n in names] if all(n in m for n in names)
@@ -114,7 +121,7 @@ class GPTrainer:
     def fit(self, data: Sequence[dict], previous: TrainResult | None, iteration: int) -> GaussianProcess:
         """The GP on ``data`` (labelled frames, [n_atoms, 3] eV/Å forces, eV energies)."""
         gp = self.new_gp(previous)
-        envs, forces, whole, energies = [], [], [], []
+        envs, forces, whole, energies, cells, stresses = [], [], [], [], [], []
         for frame in data:
             atoms = frame_to_atoms(frame)
             idx = pick_atoms(frame, self.atoms_per_frame)
@@ -123,9 +130,14 @@ class GPTrainer:
             if self.energy_labels:
                 whole.append(gp.environments(atoms))
                 energies.append(float(frame["energy"]))
+            if self.stress_labels and frame.get("virial") is not None and atoms.pbc.all():
+                cells.append(gp.environments(atoms))
+                stresses.append(-np.asarray(frame["virial"], dtype=np.float64) / atoms.get_volume())
         gp.add(Environments.concat(envs), forces=np.concatenate(forces))
         if whole:
             gp.add(Environments.concat(whole), energy=np.array(energies))
+        if cells:
+            gp.add(Environments.concat(cells), stress=np.stack(stresses))
         if self.refit_due(iteration):
             gp.optimize(noise_min=self.noise_min, length_bounds=self.length_bounds, maxiter=self.maxiter)
         return gp
@@ -158,13 +170,13 @@ def gp_deviation(gp: GaussianProcess, atoms) -> tuple[float, float, float, float
 
 @dataclass(frozen=True)
 class GPExplorer:
-    """Explorer protocol: Langevin MD (NVT, :func:`~conlearn.atoms.dpgen.explorer.langevin_md`)
+    """Explorer protocol: Langevin MD (:func:`~conlearn.atoms.dpgen.explorer.langevin_md`: NVT,
+    or NPT with a hydrostatic barostat on the GP's stress when the condition has a pressure)
     on the GP mean — the spline map when the trainer wrote one, else the exact mean — and
     every ``trj_freq`` steps a frame recorded with its deviation (:func:`gp_deviation`).
 
     Condition params as :class:`~conlearn.atoms.dpgen.explorer.MDExplorer`'s (structure,
-    temperature K, n_steps, dt_fs, trj_freq); a pressure is ignored: the run is NVT (the
-    GP has no stress off its map). Uses committee member 0 only. A trajectory stops early
+    temperature K, pressure GPa or None, n_steps, dt_fs, trj_freq). Uses committee member 0 only. A trajectory stops early
     ("blew up") when the deviation exceeds ``stop_devi_f`` eV/Å.
     Writes ``traj.extxyz``, ``model_devi.out`` (step, max/avg/min deviation, NaN virial
     column, as DP-GEN's) and ``meta.json`` to ``ctx.workdir``.
@@ -180,7 +192,7 @@ class GPExplorer:
         mapped = MappedGP.from_dict(load(paths[1])) if len(paths) > 1 else None
         atoms = frame_to_atoms(p["structure"])
         atoms.calc = MappedGPCalculator(mapped, gp) if mapped is not None else GPCalculator(gp, std=False)
-        dyn, _ = langevin_md(atoms, {**p, "pressure": None}, np.random.default_rng(ctx.seed))
+        dyn, _ = langevin_md(atoms, p, np.random.default_rng(ctx.seed))
         trj_freq, n_steps = int(p.get("trj_freq", 10)), int(p["n_steps"])
         candidates, traj, blew_up = [], [], None
         t0 = time.perf_counter()
