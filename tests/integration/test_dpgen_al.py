@@ -16,7 +16,7 @@ import yaml
 
 from conlearn.atoms.dpgen.config import read_run_config
 from conlearn.atoms.dpgen.run import run
-from conlearn.configfile import ConfigError
+from conlearn.testing.configs import unknown_key_error
 from conlearn.core.manifest import read_records
 from conlearn.exec.base import InProcessExecutor
 
@@ -148,12 +148,9 @@ def test_final_trainer_warm_or_from_scratch(tmp_path):
 def test_bad_config_names_key_and_line(tmp_path):
     cfg = json.loads(json.dumps(TINY))
     cfg["selection"]["trust_low"] = 0.1
-    path = write(tmp_path, cfg)
-    with pytest.raises(ConfigError) as err:
-        read_run_config(path)
-    line = next(i for i, l in enumerate(path.read_text().splitlines(), 1) if "trust_low" in l)
-    assert f"run.yaml:{line}: unknown key 'selection.trust_low'" in str(err.value)
-    assert "trust_lo" in str(err.value)
+    msg, line = unknown_key_error(read_run_config, write(tmp_path, cfg), "trust_low")
+    assert f"run.yaml:{line}: unknown key 'selection.trust_low'" in msg
+    assert "trust_lo" in msg
 
 
 def cli(*args, **kw):

@@ -18,6 +18,7 @@ from conlearn.atoms.dpgen.run import build_loop, conditions_for, run
 from conlearn.atoms.gp.batch import GPExplorer, GPTrainer
 from conlearn.atoms.gp.io import load_gp
 from conlearn.configfile import ConfigError
+from conlearn.testing.configs import unknown_key_error
 from conlearn.core.manifest import Manifest
 from conlearn.exec.base import InProcessExecutor
 
@@ -122,12 +123,9 @@ def test_gp_config_errors_name_the_key(tmp_path):
         read_run_config(write(tmp_path, bad))
     bad = json.loads(json.dumps(CONFIG))
     bad["gp"]["atoms_per_frames"] = 3
-    path = write(tmp_path, bad)
-    with pytest.raises(ConfigError) as err:
-        read_run_config(path)
-    line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if "atoms_per_frames" in t)
-    assert f"gp.yaml:{line}: unknown key 'gp.atoms_per_frames'" in str(err.value)
-    assert "atoms_per_frame'" in str(err.value)  # the allowed keys are listed
+    msg, line = unknown_key_error(read_run_config, write(tmp_path, bad), "atoms_per_frames")
+    assert f"gp.yaml:{line}: unknown key 'gp.atoms_per_frames'" in msg
+    assert "atoms_per_frame'" in msg  # the allowed keys are listed
     bad = json.loads(json.dumps(CONFIG))
     del bad["model_kind"]
     with pytest.raises(ConfigError, match="model: required with model_kind deeppot"):

@@ -22,7 +22,6 @@ from pathlib import Path
 import ase.io
 import numpy as np
 import pytest
-import yaml
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
@@ -37,30 +36,17 @@ from conlearn.atoms.otf.loop import run_otf
 from conlearn.atoms.otf.model import OTFModel
 from conlearn.atoms.otf.state import load_checkpoint
 from conlearn.configfile import ConfigError
+from conlearn.testing.configs import otf_al8, write_yaml
 
 N_INDUCING = 12
 # eV/Å, force RMSE on the labelled frames (measured 0.0107) and on held-out reference MD
 # (0.0166; the full GP: 0.0256); 0.035 is the held-out target of the 32-atom benchmark
 TRAIN_BOUND, HELD_BOUND = 0.02, 0.035
-CONFIG = {  # tests/integration/test_otf.py's case, with the sparse GP
-    "seed": 3,
-    "structure": {"kind": "bulk", "element": "Al", "lattice": "fcc", "a": 4.05, "cubic": True,
-                  "repeat": [2, 1, 1]},
-    "rattle": 0.05,
-    "md": {"temperature_K": 1500, "timestep_fs": 2.0, "n_steps": 60, "trajectory_every": 5},
-    "gp": {"r_cut2": 5.0, "r_cut3": 3.6, "energy_labels": False,
-           "optimize": {"at_calls": [1, 2], "maxiter": 15},
-           "sparse": {"n_inducing": N_INDUCING, "select": "greedy"}},
-    "uncertainty": {"threshold": {"kind": "absolute", "value": 0.05}, "check_every": 5,
-                    "add": {"kind": "top_n", "n": 4}, "audit": {"every": 20}},
-    "output": {"checkpoint_every": 10, "plots": False},
-}
+CONFIG = otf_al8(gp={"sparse": {"n_inducing": N_INDUCING, "select": "greedy"}})  # test_otf.py's case
 
 
 def _write(tmp: Path, data: dict) -> Path:
-    path = tmp / "otf.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    return write_yaml(tmp / "otf.yaml", data)
 
 
 def _same(a, b, where="model") -> None:
