@@ -44,6 +44,15 @@ def is_finite(frame: dict) -> bool:
     return all(np.all(np.isfinite(frame[k])) for k in ("energy", "forces", "virial") if frame.get(k) is not None)
 
 
+def frame_stress(frame: dict) -> np.ndarray | None:
+    """A labelled periodic frame's stress ``[3, 3]`` eV/Å^3 (ASE's sign, ``-virial / volume``);
+    None without a virial or when the frame is not periodic in 3D."""
+    if frame.get("virial") is None or not np.all(frame["pbc"]):
+        return None
+    volume = abs(float(np.linalg.det(np.asarray(frame["cell"], dtype=np.float64))))
+    return -np.asarray(frame["virial"], dtype=np.float64) / volume
+
+
 def frames_to_systems(frames: list[dict], type_map: list[str], name: str = "frames") -> list[System]:
     """Group labelled frames by (ordered atoms, pbc) into Systems (deepmd's unit of training data)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)

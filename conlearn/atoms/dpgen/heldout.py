@@ -67,5 +67,5 @@ def heldout_errors(models, conditions: list[Condition], reference, n_frames: int
     if executor is None:
         values = [condition_errors(*c) for c in calls]
     else:
-        values = executor.map(condition_errors, *zip(*calls), kind="explore") if calls else []
+        values = executor.map(condition_errors, *zip(*calls), kind="explore")
     return {cond.name: v for cond, v in zip(conditions, values)}

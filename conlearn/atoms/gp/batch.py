@@ -21,7 +21,7 @@ import numpy as np
 
 from ...core.records import Candidate, Condition, ExploredBatch, TaskContext, TrainResult
 from ..dpgen.explorer import langevin_md
-from ..frames import atoms_to_frame, frame_to_atoms
+from ..frames import atoms_to_frame, frame_stress, frame_to_atoms
 from .calculator import GPCalculator, MappedGPCalculator
 from .environment import Environments
 from .gp import GaussianProcess
@@ -130,9 +130,10 @@ class GPTrainer:
             if self.energy_labels:
                 whole.append(gp.environments(atoms))
                 energies.append(float(frame["energy"]))
-            if self.stress_labels and frame.get("virial") is not None and atoms.pbc.all():
+            stress = frame_stress(frame) if self.stress_labels else None
+            if stress is not None:
                 cells.append(gp.environments(atoms))
-                stresses.append(-np.asarray(frame["virial"], dtype=np.float64) / atoms.get_volume())
+                stresses.append(stress)
         gp.add(Environments.concat(envs), forces=np.concatenate(forces))
         if whole:
             gp.add(Environments.concat(whole), energy=np.array(energies))
@@ -176,8 +177,8 @@ class GPExplorer:
     every ``trj_freq`` steps a frame recorded with its deviation (:func:`gp_deviation`).
 
     Condition params as :class:`~conlearn.atoms.dpgen.explorer.MDExplorer`'s (structure,
-    temperature K, pressure GPa or None, n_steps, dt_fs, trj_freq). Uses committee member 0 only. A trajectory stops early
-    ("blew up") when the deviation exceeds ``stop_devi_f`` eV/Å.
+    temperature K, pressure GPa or None, n_steps, dt_fs, trj_freq). Uses committee member 0
+    only. A trajectory stops early ("blew up") when the deviation exceeds ``stop_devi_f`` eV/Å.
     Writes ``traj.extxyz``, ``model_devi.out`` (step, max/avg/min deviation, NaN virial
     column, as DP-GEN's) and ``meta.json`` to ``ctx.workdir``.
     """

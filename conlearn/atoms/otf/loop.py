@@ -32,7 +32,7 @@ from ase.md.langevinbaoab import LangevinBAOAB
 from ase.md.velocitydistribution import Stationary
 
 from ...core.manifest import Manifest, atomic_write_bytes
-from ..frames import atoms_to_frame
+from ..frames import atoms_to_frame, frame_stress
 from ..labeler import label_frame
 from .config import AddSpec, AuditSpec, OTFConfig
 from .model import OTFModel
@@ -226,10 +226,7 @@ class OTFRun:
         idx = select_atoms(np.zeros((len(self.atoms), 3)) if std is None else std, threshold,
                            unc.add, first, unc.audit if audit else None)
         with self.timer("update"):
-            stress = None
-            if labelled.get("virial") is not None and self.atoms.pbc.all():
-                stress = -np.asarray(labelled["virial"]) / self.atoms.get_volume()  # eV/Å^3, ASE sign
-            self.model.add(self.atoms, idx, labelled["forces"], labelled["energy"], stress)
+            self.model.add(self.atoms, idx, labelled["forces"], labelled["energy"], frame_stress(labelled))
         n_call = len(s.calls) + 1
         with self.timer("optimize"):
             if audit or self.cfg.gp.optimize.due(n_call, self.model.gp.n_labels):
