@@ -17,6 +17,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 
 from .deeppot.committee import StackedCommittee, stackable
 from .deeppot.model import DeepPot, load_model, types_for
+from .stress import virial_to_stress
 
 
 def _voigt(s: np.ndarray) -> np.ndarray:
@@ -71,7 +72,7 @@ class DeepPotCalculator(Calculator):
             virial = np.stack([p["virial"][k] for p in per_model])
             r = {"energy": float(energy.mean()), "free_energy": float(energy.mean()), "forces": forces.mean(0)}
             if stress and np.all(a.pbc):
-                r["stress"] = _voigt(-virial.mean(0) / a.get_volume())
+                r["stress"] = _voigt(virial_to_stress(virial.mean(0), a.get_volume()))
             r["virial"] = virial.mean(0)
             if len(self.models) > 1:
                 r.update(committee_deviation(forces, virial, len(a)))

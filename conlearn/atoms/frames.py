@@ -20,6 +20,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 
+from .stress import virial_to_stress
 from .system import DataError, System
 
 
@@ -50,7 +51,7 @@ def frame_stress(frame: dict) -> np.ndarray | None:
     if frame.get("virial") is None or not np.all(frame["pbc"]):
         return None
     volume = abs(float(np.linalg.det(np.asarray(frame["cell"], dtype=np.float64))))
-    return -np.asarray(frame["virial"], dtype=np.float64) / volume
+    return virial_to_stress(frame["virial"], volume)
 
 
 def frames_to_systems(frames: list[dict], type_map: list[str], name: str = "frames") -> list[System]:

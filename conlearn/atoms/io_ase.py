@@ -15,6 +15,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.stress import voigt_6_to_full_3x3_stress
 
+from .stress import stress_to_virial, virial_to_stress
 from .system import DataError, System
 
 
@@ -72,7 +73,7 @@ def system_to_atoms(system: System, i: int) -> Atoms:
     if system.virials is not None and cell is not None:
         volume = abs(np.linalg.det(cell))
         if volume > 0:
-            results["stress"] = -system.virials[i] / volume
+            results["stress"] = virial_to_stress(system.virials[i], volume)
     if results:
         atoms.calc = SinglePointCalculator(atoms, **results)
     return atoms
@@ -109,7 +110,7 @@ def atoms_to_system(frames: list[Atoms], type_map: list[str] | None = None,
     virials = None
     if stresses is not None and periodic:
         volumes = np.abs(np.linalg.det(cells))
-        virials = -stresses * volumes[:, None, None]
+        virials = stress_to_virial(stresses, volumes)
     return System(
         type_map=type_map,
         types=np.array([index[s] for s in symbols], dtype=np.int64),

@@ -24,6 +24,7 @@ from ase.stress import voigt_6_to_full_3x3_stress
 from ..core.records import Candidate, TaskContext
 from .frames import frame_to_atoms
 from .reference import ReferenceSpec, build_reference
+from .stress import stress_to_virial
 
 _POOL: dict[str, list[Calculator]] = {}  # spec -> idle calculators of this process
 _POOL_LOCK = threading.Lock()
@@ -76,7 +77,7 @@ def _labels(calc: Calculator, frame: dict, workdir: str | None) -> dict[str, Any
     if periodic and res.get("stress") is not None:
         stress = np.asarray(res["stress"], dtype=np.float64)
         stress = voigt_6_to_full_3x3_stress(stress) if stress.shape == (6,) else stress
-        out["virial"] = -stress * atoms.get_volume()
+        out["virial"] = stress_to_virial(stress, atoms.get_volume())
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
+from ..stress import virial_to_stress
 from .gp import GaussianProcess
 
 
@@ -97,7 +98,7 @@ class MappedGPCalculator(Calculator):
                         "energies": out["local_energies"], "forces": out["forces"],
                         "mapped": mapped}
         if mapped and self.atoms.pbc.all():
-            stress = -out["virial"] / self.atoms.get_volume()
+            stress = virial_to_stress(out["virial"], self.atoms.get_volume())
             self.results["stress"] = full_3x3_to_voigt_6_stress(stress)
         elif "stress" in out:
             self.results["stress"] = out["stress"][0]
