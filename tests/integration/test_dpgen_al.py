@@ -88,7 +88,7 @@ def test_final_training_gives_the_result_and_heldout_tasks_match(tmp_path):
 
     cfg = json.loads(json.dumps(TINY))
     cfg["training"]["final_numb_steps"] = 20
-    cfg["loop"]["max_iterations"] = 1
+    cfg["loop"].update(max_iterations=1, label_last=True)  # the only iteration is the last
     cfg = read_run_config(write(tmp_path, cfg))
     report = run(cfg, tmp_path / "run", InProcessExecutor(), log=lambda m: None)
     work = tmp_path / "run" / "work"
@@ -96,6 +96,10 @@ def test_final_training_gives_the_result_and_heldout_tasks_match(tmp_path):
                                                          for k in range(2)]
     lc = read_lcurve(work / "iter-000/final/000/lcurve.out")
     assert lc["step"][-1] == 20 and all(m.metrics["steps"] == 20 for m in report.models)
+    # loop.label_last: the last iteration's selection is labelled, and the final training uses it
+    n_labelled = report.iterations[-1].n_labelled
+    assert 1 <= n_labelled <= 3 and len(report.data) == 4 + n_labelled
+    assert all(m.metrics["n_frames"] == 4 + n_labelled for m in report.models)
     # warm-started: the final member starts from its iteration-0 model, and moved away from it
     before, after = load_model(work / "iter-000/train/000/model.pt"), load_model(report.models[0].model_paths[0])
     diffs = [float((p - q).detach().abs().max()) for p, q in zip(before.parameters(), after.parameters())]

@@ -104,6 +104,8 @@ class LoopOptions(_Strict):
     label_retries: int = Field(2, ge=0)
     label_timeout_s: Optional[float] = Field(None, gt=0)
     seed: int = 0
+    # label the last iteration's selection too: only a final training (training.final_numb_steps) uses it
+    label_last: bool = False
 
 
 class HeldOut(_Strict):

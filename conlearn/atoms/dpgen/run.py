@@ -181,7 +181,7 @@ def build_loop(cfg: RunConfig, run_dir: Path, executor, initial_data: list, obse
                                    max_select=s.max_select, order=s.order, min_gap=s.min_gap)
     settings = LoopSettings(n_models=n_models, max_iterations=cfg.loop.max_iterations,
                             label_retries=cfg.loop.label_retries, label_timeout_s=cfg.loop.label_timeout_s,
-                            seed=cfg.loop.seed)
+                            seed=cfg.loop.seed, label_last=cfg.loop.label_last)
     return BatchLoop(trainer=trainer, explorer=explorer, selector=selector,
                      labeler=ASELabeler(ReferenceSpec.model_validate(cfg.reference)),
                      conditions=conditions_for(cfg), initial_data=initial_data, run_dir=run_dir,
