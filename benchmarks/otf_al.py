@@ -52,7 +52,8 @@ from conlearn.atoms.gp.kernels import NBodyKernel  # noqa: E402
 from conlearn.atoms.gp.mapping import map_gp  # noqa: E402
 from conlearn.atoms.otf.config import load_otf_config  # noqa: E402
 from conlearn.atoms.otf.evaluate import reference_md_frames, score  # noqa: E402
-from conlearn.atoms.otf.loop import run_otf, thermalize  # noqa: E402
+from conlearn.atoms.otf.loop import run_otf  # noqa: E402
+from conlearn.atoms.thermal import thermalize  # noqa: E402
 from conlearn.atoms.otf.model import OTFModel  # noqa: E402
 from conlearn.atoms.otf.state import load_checkpoint  # noqa: E402
 

@@ -22,13 +22,13 @@ import numpy as np
 from ase import units
 from ase.io import write
 from ase.md.langevinbaoab import LangevinBAOAB
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
 from ...core.records import Candidate, Condition, ExploredBatch, TaskContext, TrainResult
 from ..calculator import DeepPotCalculator
 from ..deeppot.model import load_model
 from ..frames import atoms_to_frame, frame_to_atoms
 from ..neighbors import NeighborError
+from ..thermal import thermalize
 
 GPA = units.GPa  # eV/Å³ per GPa
 
@@ -37,8 +37,7 @@ def langevin_md(atoms, params: dict, rng: np.random.Generator):
     """BAOAB Langevin MD of ``atoms`` for condition ``params`` (temperature K, pressure GPa or
     None, dt_fs); velocities drawn from Maxwell-Boltzmann. Returns ``(dynamics, is_npt)``."""
     temperature = float(params["temperature"])
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-    Stationary(atoms)
+    thermalize(atoms, temperature, rng)
     npt = params.get("pressure") is not None and bool(np.all(atoms.pbc))
     kw = dict(externalstress=-float(params["pressure"]) * GPA, hydrostatic=True) if npt else {}
     dt = float(params.get("dt_fs", 2.0)) * units.fs

@@ -14,7 +14,7 @@ from ase.md.langevin import Langevin
 
 from ..reference import build_reference
 from .config import OTFConfig
-from .loop import thermalize
+from ..thermal import thermalize
 
 
 def reference_md_frames(cfg: OTFConfig, n_frames: int = 20, seed: int = 12345,

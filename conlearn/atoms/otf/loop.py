@@ -29,11 +29,11 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 from ase.md.langevin import Langevin
 from ase.md.langevinbaoab import LangevinBAOAB
-from ase.md.velocitydistribution import Stationary
 
 from ...core.manifest import Manifest, atomic_write_bytes
 from ..frames import atoms_to_frame, frame_stress
 from ..labeler import label_frame
+from ..thermal import thermalize
 from .config import AddSpec, AuditSpec, OTFConfig
 from .model import OTFModel
 from .state import OTFState, Outputs, load_checkpoint, save_checkpoint
@@ -55,13 +55,6 @@ def _same_config(cfg: OTFConfig, path: Path) -> None:
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         raise ValueError(f"{path.parent} holds a run with a different config (sections {diff} "
                          "differ); use a new --out directory")
-
-
-def thermalize(atoms: Atoms, temperature_K: float, rng: np.random.Generator) -> None:
-    """Maxwell-Boltzmann momenta at ``temperature_K`` from ``rng``, zero total momentum."""
-    sd = np.sqrt(atoms.get_masses() * units.kB * temperature_K)[:, None]
-    atoms.set_momenta(rng.standard_normal((len(atoms), 3)) * sd)
-    Stationary(atoms)
 
 
 class _NPT(LangevinBAOAB):
