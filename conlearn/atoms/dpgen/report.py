@@ -109,23 +109,13 @@ def _figures(d: dict, run: Path) -> list[tuple[str, str]]:
         ax[1].set_xlabel("iteration"); ax[1].set_ylabel("labels added")
         fig.tight_layout()
         figs.append(("Exploration outcome per iteration", _png(fig)))
+    window = _trust_window(run)
+    temps = sorted({float(b.condition.params.get("temperature", 0.0)) for st in d["iterations"].values()
+                    for b in st.get("explore", [])})
     for it, st in d["iterations"].items():
-        batches = st.get("explore", [])
-        if batches:
-            sel = st.get("select")
-            fig, ax = plt.subplots(figsize=(10, 4))
-            for b in batches:
-                dev = np.array([c.deviation for c in b.candidates])
-                dev = dev[np.isfinite(dev)]
-                if len(dev):
-                    ax.hist(np.log10(np.maximum(dev, 1e-4)), bins=40, histtype="step", label=b.condition.name)
-            if sel is not None and hasattr(sel, "lo"):
-                for v in (sel.lo, sel.hi):
-                    ax.axvline(np.log10(v), color="k", ls="--")
-            ax.set_xlabel("log10 max force deviation ε_f (eV/Å)"); ax.set_ylabel("frames")
-            ax.legend(fontsize=6, ncol=3)
-            fig.tight_layout()
-            figs.append((f"Iteration {it}: ε_f histograms per exploration condition", _png(fig)))
+        if st.get("explore"):
+            figs.append((f"Iteration {it}: ε_f histograms per exploration condition",
+                         _png(_deviation_figure(st["explore"], window, temps))))
         for stage, title in (("train", "learning curves of the committee"),
                              ("final", "learning curves of the final training")):
             _learning_curves(figs, sorted((run / "work").glob(f"iter-{it:03d}/{stage}/*/lcurve.out")),
@@ -135,12 +125,101 @@ def _figures(d: dict, run: Path) -> list[tuple[str, str]]:
         ho = json.loads(summary.read_text())["heldout"]
         fig, ax = plt.subplots(figsize=(10, 4))
         names = list(ho)
-        ax.bar(range(len(names)), [ho[k]["force_rmse"] for k in names])
+        rmse = [ho[k]["force_rmse"] for k in names]
+        structures = [m.group("structure") if (m := CONDITION.fullmatch(k)) else k for k in names]
+        colour = {n: f"C{k % 10}" for k, n in enumerate(dict.fromkeys(structures))}
+        ax.bar(range(len(names)), rmse, color=[colour[n] for n in structures])
         ax.set_xticks(range(len(names)), names, rotation=70, fontsize=7)
         ax.set_ylabel("held-out force RMSE (eV/Å)")
+        worst = int(np.argmax(rmse))
+        ax.set_title(f"{len(names)} conditions; worst {names[worst]} {rmse[worst]:.4f} eV/Å", fontsize=9)
         fig.tight_layout()
         figs.append(("Held-out force errors per condition", _png(fig)))
     return figs
+
+
+CONDITION = re.compile(r"(?P<structure>.+)-T(?P<T>[^-]+)(?:-P(?P<P>[^-]+))?")
+
+
+def _trust_window(run: Path) -> tuple[float, float] | None:
+    """(trust_lo, trust_hi) of the run's selection settings, or None if it has none."""
+    try:
+        sel = json.loads((run / "config.json").read_text()).get("selection") or {}
+        return float(sel["trust_lo"]), float(sel["trust_hi"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _log_deviations(batches, window: tuple[float, float] | None, n_bins: int = 59):
+    """log10 ε_f per batch (by ``id``) and common bins spanning them and the trust window.
+    The range starts at the 0.5th percentile (frames at t = 0, where the committee agrees
+    almost exactly, would stretch it to the 1e-4 floor); values outside it are clipped into
+    the edge bins, so every frame is counted."""
+    devs = {id(b): np.log10(np.maximum([c.deviation for c in b.candidates if np.isfinite(c.deviation)] or [1e-4],
+                                       1e-4)) for b in batches}
+    every = np.concatenate(list(devs.values()))
+    lo_x, hi_x = float(np.percentile(every, 0.5)) - 0.05, float(every.max()) + 0.05
+    if window:
+        lo_x, hi_x = min(lo_x, np.log10(window[0]) - 0.1), max(hi_x, np.log10(window[1]) + 0.1)
+    return {k: np.clip(v, lo_x, hi_x) for k, v in devs.items()}, np.linspace(lo_x, hi_x, n_bins + 1)
+
+
+def _deviation_figure(batches, window: tuple[float, float] | None, temps: list[float]):
+    """ε_f histograms, one panel per structure; colour = temperature (the same colour for a
+    temperature in every iteration), line style = pressure; the trust window shaded
+    (accurate / candidate / failed) and each panel's fractions in its title."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    groups: dict[str, list] = {}
+    for b in batches:
+        m = CONDITION.fullmatch(b.condition.name)
+        groups.setdefault(m.group("structure") if m else b.condition.name, []).append(b)
+    devs, bins = _log_deviations(batches, window)
+    lo_x, hi_x = bins[0], bins[-1]
+    cmap = plt.get_cmap("plasma")
+    tcol = {t: cmap(0.85 * k / max(1, len(temps) - 1)) for k, t in enumerate(temps)}
+    pressures = sorted({b.condition.params.get("pressure") for b in batches} - {None})
+    styles = ["-", "--", ":", "-."]
+    pstyle = {p: styles[k % len(styles)] for k, p in enumerate(pressures)}
+    ncol = min(3, len(groups) + 1)
+    nrow = -(-(len(groups) + 1) // ncol)  # one spare panel for the legend
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 2.8 * nrow), sharex=True, squeeze=False)
+    axes = axes.ravel()
+    for ax, (name, bs) in zip(axes, groups.items()):
+        x = np.concatenate([devs[id(b)] for b in bs])
+        for b in bs:
+            p = b.condition.params
+            ax.hist(devs[id(b)], bins=bins, histtype="step", lw=1.3,
+                    color=tcol.get(float(p.get("temperature", 0.0)), "k"), ls=pstyle.get(p.get("pressure"), "-"))
+        title = name
+        if window:
+            a, h = np.log10(window[0]), np.log10(window[1])
+            ax.axvspan(lo_x, a, color="tab:green", alpha=0.08)
+            ax.axvspan(a, h, color="tab:orange", alpha=0.10)
+            ax.axvspan(h, hi_x, color="tab:red", alpha=0.08)
+            title += (f"\naccurate {100 * np.mean(x < a):.0f} %, candidate "
+                      f"{100 * np.mean((x >= a) & (x < h)):.0f} %, failed {100 * np.mean(x >= h):.0f} %")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlim(lo_x, hi_x)
+    for ax in axes[len(groups):]:
+        ax.axis("off")
+    for ax in axes[max(0, len(groups) - ncol):len(groups)]:
+        ax.tick_params(labelbottom=True)
+        ax.set_xlabel("log10 ε_f (max force deviation, eV/Å)", fontsize=8)
+    for ax in axes[:len(groups):ncol]:
+        ax.set_ylabel("frames")
+    used = sorted({float(b.condition.params.get("temperature", 0.0)) for b in batches})
+    handles = [Line2D([], [], color=tcol[t], lw=2, label=f"{t:g} K") for t in used]
+    handles += [Line2D([], [], color="0.3", ls=pstyle[p], label=f"{p:g} GPa") for p in pressures]
+    if window:
+        handles += [plt.Rectangle((0, 0), 1, 1, color=c, alpha=0.3, label=t) for c, t in (
+            ("tab:green", f"accurate (< {window[0]:g})"), ("tab:orange", "candidate"),
+            ("tab:red", f"failed (≥ {window[1]:g})"))]
+    axes[len(groups)].legend(handles=handles, loc="center", fontsize=8, frameon=False,
+                             title="temperature, pressure (slabs: none), trust window", title_fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def _learning_curves(figs: list, curves: list[Path], title: str) -> None:
