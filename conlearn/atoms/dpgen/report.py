@@ -1,9 +1,10 @@
 """``conlearn status RUN`` and ``conlearn report RUN``: read the manifest (read-only, safe
 while the run goes on) and summarise or plot it.
 
-The report is one self-contained HTML file (``RUN/report.html``, PNGs embedded) with, per
-iteration: ε_f histograms per exploration condition, accurate/candidate/failed fractions,
-labels added, the learning curves of the committee, and held-out errors when present.
+The report is one self-contained HTML file (``RUN/report.html``, PNGs embedded) with the
+accurate/candidate/failed fractions and labels added per iteration, the members' learning
+curves over the whole run, per iteration the ε_f histograms (a panel per structure, the
+trust window shaded), and the held-out errors when present.
 """
 
 from __future__ import annotations
@@ -109,6 +110,10 @@ def _figures(d: dict, run: Path) -> list[tuple[str, str]]:
         ax[1].set_xlabel("iteration"); ax[1].set_ylabel("labels added")
         fig.tight_layout()
         figs.append(("Exploration outcome per iteration", _png(fig)))
+    stages = _training_stages(run / "work")
+    if stages:
+        figs.append(("Learning curves over the run: every member, iteration by iteration, the final training last",
+                     _png(_learning_figure(stages))))
     window = _trust_window(run)
     temps = sorted({float(b.condition.params.get("temperature", 0.0)) for st in d["iterations"].values()
                     for b in st.get("explore", [])})
@@ -116,10 +121,6 @@ def _figures(d: dict, run: Path) -> list[tuple[str, str]]:
         if st.get("explore"):
             figs.append((f"Iteration {it}: ε_f histograms per exploration condition",
                          _png(_deviation_figure(st["explore"], window, temps))))
-        for stage, title in (("train", "learning curves of the committee"),
-                             ("final", "learning curves of the final training")):
-            _learning_curves(figs, sorted((run / "work").glob(f"iter-{it:03d}/{stage}/*/lcurve.out")),
-                             f"Iteration {it}: {title}")
     summary = run / "summary.json"
     if summary.exists() and "heldout" in json.loads(summary.read_text()):
         ho = json.loads(summary.read_text())["heldout"]
@@ -222,21 +223,60 @@ def _deviation_figure(batches, window: tuple[float, float] | None, temps: list[f
     return fig
 
 
-def _learning_curves(figs: list, curves: list[Path], title: str) -> None:
-    """One panel of force-RMSE learning curves (one line per member) appended to ``figs``."""
-    if not curves:
-        return
-    import matplotlib.pyplot as plt
+def _training_stages(work: Path) -> list[tuple[str, dict[str, Path]]]:
+    """The run's trainings in order: ``[("i0", {member: lcurve.out}), ..., ("final", {...})]``."""
+    out = []
+    for d in sorted(work.glob("iter-*/train")) + sorted(work.glob("iter-*/final")):
+        curves = {c.parent.name: c for c in sorted(d.glob("*/lcurve.out"))}
+        if curves:
+            out.append(("final" if d.name == "final" else f"i{int(d.parent.name[5:])}", curves))
+    return out
 
+
+def stitch_lcurves(stages: list[tuple[str, dict[str, Path]]], member: str, key: str = "rmse_f_trn"):
+    """One member's learning curve over the whole run: ``(steps, values, starts)``, each
+    training's steps offset by the steps of the trainings before it (a warm start goes on
+    where the previous one stopped); ``starts`` = the offset at which each stage begins."""
     from ..deeppot.lcurve import read_lcurve
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for c in curves:
-        lc = read_lcurve(c)
-        ax.plot(lc["step"], lc["rmse_f_trn"], label=c.parent.name)
-    ax.set_yscale("log"); ax.set_xlabel("step"); ax.set_ylabel("force RMSE (eV/Å)"); ax.legend(fontsize=7)
+    xs, ys, starts, offset = [], [], [], 0
+    for _, curves in stages:
+        starts.append(offset)
+        if member in curves:
+            lc = read_lcurve(curves[member])
+            if len(lc["step"]):
+                xs.append(lc["step"] + offset)
+                ys.append(lc[key])
+                offset += int(lc["step"][-1])
+    return (np.concatenate(xs) if xs else np.array([]), np.concatenate(ys) if ys else np.array([]), starts)
+
+
+def _running_median(y: np.ndarray, half: int = 4) -> np.ndarray:
+    return np.array([np.nanmedian(y[max(0, i - half):i + half + 1]) for i in range(len(y))])
+
+
+def _learning_figure(stages):
+    """Force and energy RMSE over the run, one colour per member: the noisy per-batch values
+    faint, their running median (9 points) as the line; dotted lines where a training starts."""
+    import matplotlib.pyplot as plt
+
+    members = sorted({m for _, curves in stages for m in curves})
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    for ax, key, unit in ((axes[0], "rmse_f_trn", "force RMSE (eV/Å)"), (axes[1], "rmse_e_trn", "energy RMSE (eV/atom)")):
+        for k, m in enumerate(members):
+            x, y, starts = stitch_lcurves(stages, m, key)
+            ok = np.isfinite(y) & (y > 0)
+            if not ok.any():
+                continue
+            ax.plot(x[ok], y[ok], ".", color=f"C{k}", alpha=0.2, ms=3)
+            ax.plot(x[ok], _running_median(y[ok]), "-", color=f"C{k}", lw=1.5, label=f"member {m}")
+        for (name, _), x0 in zip(stages, starts):
+            ax.axvline(x0, color="0.6", ls=":", lw=0.8)
+            ax.text(x0, 1.0, f" {name}", transform=ax.get_xaxis_transform(), fontsize=7, va="bottom", color="0.3")
+        ax.set_yscale("log"); ax.set_xlabel("training steps of a member, whole run"); ax.set_ylabel(unit)
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
-    figs.append((title, _png(fig)))
+    return fig
 
 
 def write_report(run: Path) -> Path:

@@ -37,3 +37,29 @@ def test_one_panel_per_structure_with_the_window_fractions_and_a_legend():
     labels = [t.get_text() for t in fig.axes[len(panels)].get_legend().get_texts()]
     assert labels[:3] == ["50 K", "300 K", "800 K"]
     assert {"0 GPa", "5 GPa", "accurate (< 0.05)", "failed (≥ 0.3)"} <= set(labels)
+
+
+def test_learning_curves_are_stitched_over_the_run(tmp_path):
+    """Each training's steps go on from where the member's previous training stopped."""
+    from conlearn.atoms.deeppot.lcurve import LCurve
+    from conlearn.atoms.dpgen.report import _learning_figure, _training_stages, stitch_lcurves
+
+    work = tmp_path / "work"
+    plan = {"iter-000/train": 40, "iter-001/train": 20, "iter-001/final": 30}
+    for stage, n in plan.items():
+        for member in ("000", "001"):
+            d = work / stage / member
+            d.mkdir(parents=True)
+            lc = LCurve(d / "lcurve.out")
+            for step in range(10, n + 1, 10):
+                lc.write(step, {"rmse_f": 0.5}, {"rmse_f": 1.0 / step, "rmse_e": 0.1}, 1e-3, 0.0)
+            lc.close()
+    stages = _training_stages(work)
+    assert [name for name, _ in stages] == ["i0", "i1", "final"]
+    x, y, starts = stitch_lcurves(stages, "001")
+    assert starts == [0, 40, 60]
+    np.testing.assert_array_equal(x, [10, 20, 30, 40, 50, 60, 70, 80, 90])
+    np.testing.assert_allclose(y, [1 / 10, 1 / 20, 1 / 30, 1 / 40, 1 / 10, 1 / 20, 1 / 10, 1 / 20, 1 / 30], rtol=1e-4)  # written as %.4e
+    fig = _learning_figure(stages)
+    assert [line.get_label() for line in fig.axes[0].lines if line.get_label().startswith("member")] == \
+        ["member 000", "member 001"]
