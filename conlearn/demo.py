@@ -19,7 +19,7 @@ CONFIG = Path(__file__).resolve().parent / "examples" / "al_emt.yaml"
 
 def run_demo(out: Path, resources: str | None = None, config: Path = CONFIG) -> int:
     from .atoms.dpgen.config import read_run_config
-    from .atoms.dpgen.heldout import heldout_errors
+    from .atoms.dpgen.heldout import heldout_errors, save_heldout_forces
     from .atoms.dpgen.progress import ConsoleProgress
     from .atoms.dpgen.run import conditions_for, run
     from .cli import _executor
@@ -39,7 +39,9 @@ def run_demo(out: Path, resources: str | None = None, config: Path = CONFIG) -> 
         conds = conditions_for(cfg)(10**6)  # the final exploration stage's grid
         print(f"held-out check: reference MD at {len(conds)} conditions", file=sys.stderr, flush=True)
         errors = heldout_errors(paths, conds, cfg.reference, executor=ex,
-                                n_frames=ho.n_frames if ho else 10, n_steps=ho.n_steps if ho else 400)
+                                n_frames=ho.n_frames if ho else 10, n_steps=ho.n_steps if ho else 400,
+                                keep_forces=True)
+    errors = save_heldout_forces(errors, out)  # OUT/heldout_forces.npz: the report's parity plot
     summary = json.loads((out / "summary.json").read_text())
     summary["heldout_force_rmse"] = {k: v["force_rmse"] for k, v in errors.items()}
     summary["heldout"] = errors

@@ -116,6 +116,24 @@ def test_final_training_gives_the_result_and_heldout_tasks_match(tmp_path):
                            executor=InProcessExecutor(check_pickle=True))
     assert list(serial) == [c.name for c in conds] and serial == tasks
     assert all(0 < v["force_rmse"] < 1 and v["n_frames"] == 2 for v in serial.values())
+    # the force arrays behind the RMSE: kept on request, saved beside the run, drawn in the report
+    from conlearn.atoms.dpgen.heldout import save_heldout_forces
+
+    kept = heldout_errors(paths, conds, cfg.reference, n_frames=2, n_steps=8, keep_forces=True,
+                          executor=InProcessExecutor(check_pickle=True))
+    for name, v in kept.items():
+        n_atoms = 2 * len(next(c for c in conds if c.name == name).params["structure"]["numbers"])
+        assert v["ref_forces"].shape == v["pred_forces"].shape == (n_atoms, 3)
+        rmse = np.sqrt(np.mean((v["pred_forces"] - v["ref_forces"]) ** 2))
+        assert rmse == pytest.approx(serial[name]["force_rmse"], rel=1e-6)
+    plain = save_heldout_forces(kept, tmp_path / "run")
+    assert plain == serial and json.dumps(plain)
+    saved = np.load(tmp_path / "run" / "heldout_forces.npz")
+    assert sorted(saved.files) == sorted(f"{c.name}/{k}" for c in conds for k in ("ref", "pred"))
+    summary["heldout"] = plain
+    (tmp_path / "run" / "summary.json").write_text(json.dumps(summary))
+    html = write_report(tmp_path / "run").read_text()
+    assert "Held-out forces: committee vs reference" in html and "Held-out force errors per condition" in html
 
 
 def test_final_trainer_warm_or_from_scratch(tmp_path):

@@ -34,7 +34,8 @@ def reference_frames(condition: Condition, reference, n_frames: int, n_steps: in
     return out
 
 
-def condition_errors(models, condition: Condition, reference, n_frames: int, n_steps: int, seed: int) -> dict:
+def condition_errors(models, condition: Condition, reference, n_frames: int, n_steps: int, seed: int,
+                     keep_forces: bool = False) -> dict:
     """Held-out errors at one condition; ``models``: loaded models or paths to them;
     ``reference``: an ASE calculator, or a reference spec (built here, e.g. in a worker)."""
     from ..deeppot.model import load_model
@@ -43,27 +44,51 @@ def condition_errors(models, condition: Condition, reference, n_frames: int, n_s
     if isinstance(reference, dict) or not hasattr(reference, "get_forces"):
         reference = build_reference(reference)
     models = [load_model(m) if isinstance(m, (str, Path)) else m for m in models]
-    return frame_errors(models, reference_frames(condition, reference, n_frames, n_steps, seed))
+    return frame_errors(models, reference_frames(condition, reference, n_frames, n_steps, seed), keep_forces)
 
 
-def frame_errors(models, frames: list) -> dict:
+def frame_errors(models, frames: list, keep_forces: bool = False) -> dict:
     """Committee-mean force RMSE against ``frames`` (from :func:`reference_frames`);
-    ``max_devi_f`` is NaN for a single model."""
+    ``max_devi_f`` is NaN for a single model. ``keep_forces`` adds ``ref_forces`` and
+    ``pred_forces``, (atoms of all frames, 3) arrays in eV/Å, for parity plots."""
     preds = DeepPotCalculator(list(models)).predict(frames)
-    err = np.concatenate([(r["forces"] - a.info["ref_forces"]).ravel() for r, a in zip(preds, frames)])
-    return {"force_rmse": float(np.sqrt(np.mean(err**2))),
-            "max_devi_f": float(np.mean([r.get("max_devi_f", np.nan) for r in preds])),
-            "n_frames": len(frames)}
+    ref = np.concatenate([a.info["ref_forces"] for a in frames])
+    pred = np.concatenate([r["forces"] for r in preds])
+    out = {"force_rmse": float(np.sqrt(np.mean((pred - ref) ** 2))),
+           "max_devi_f": float(np.mean([r.get("max_devi_f", np.nan) for r in preds])),
+           "n_frames": len(frames)}
+    if keep_forces:
+        out.update(ref_forces=ref, pred_forces=pred)
+    return out
+
+
+FORCES_FILE = "heldout_forces.npz"
+
+
+def save_heldout_forces(errors: dict[str, dict], run: Path) -> dict[str, dict]:
+    """Write the force arrays of ``errors`` (from ``heldout_errors(..., keep_forces=True)``)
+    to ``run/heldout_forces.npz`` (keys ``"<condition>/ref"``, ``"<condition>/pred"``);
+    return the errors without them (JSON-friendly)."""
+    arrays = {f"{name}/{k[:-7]}": np.asarray(v[k], dtype=np.float32) for name, v in errors.items()
+              for k in ("ref_forces", "pred_forces") if k in v}
+    if arrays:
+        tmp = Path(run) / (FORCES_FILE + ".tmp.npz")
+        np.savez_compressed(tmp, **arrays)
+        tmp.replace(Path(run) / FORCES_FILE)
+    return {name: {k: x for k, x in v.items() if k not in ("ref_forces", "pred_forces")}
+            for name, v in errors.items()}
 
 
 def heldout_errors(models, conditions: list[Condition], reference, n_frames: int = 10, n_steps: int = 400,
-                   seed: int = 12345, executor=None) -> dict[str, dict]:
-    """``{condition: {"force_rmse": eV/Å, "max_devi_f": eV/Å (mean over frames), "n_frames"}}``.
+                   seed: int = 12345, executor=None, keep_forces: bool = False) -> dict[str, dict]:
+    """``{condition: {"force_rmse": eV/Å, "max_devi_f": eV/Å (mean over frames), "n_frames"}}``
+    (+ the force arrays with ``keep_forces``, see :func:`save_heldout_forces`).
 
     Condition ``k`` uses seed ``seed + k``. With an executor, ``models`` must be paths and
     ``reference`` a spec (calculators are not picklable once used).
     """
-    calls = [(models, cond, reference, n_frames, n_steps, seed + k) for k, cond in enumerate(conditions)]
+    calls = [(models, cond, reference, n_frames, n_steps, seed + k, keep_forces)
+             for k, cond in enumerate(conditions)]
     if executor is None:
         values = [condition_errors(*c) for c in calls]
     else:

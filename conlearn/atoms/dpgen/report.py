@@ -136,6 +136,10 @@ def _figures(d: dict, run: Path) -> list[tuple[str, str]]:
         ax.set_title(f"{len(names)} conditions; worst {names[worst]} {rmse[worst]:.4f} eV/Å", fontsize=9)
         fig.tight_layout()
         figs.append(("Held-out force errors per condition", _png(fig)))
+        forces = run / "heldout_forces.npz"
+        if forces.exists():
+            figs.append(("Held-out forces: committee vs reference, and the committee's deviation as an error estimate",
+                         _png(_parity_figure(np.load(forces), ho))))
     return figs
 
 
@@ -219,6 +223,41 @@ def _deviation_figure(batches, window: tuple[float, float] | None, temps: list[f
             ("tab:red", f"failed (≥ {window[1]:g})"))]
     axes[len(groups)].legend(handles=handles, loc="center", fontsize=8, frameon=False,
                              title="temperature, pressure (slabs: none), trust window", title_fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _parity_figure(forces, heldout: dict):
+    """Left: every held-out force component, committee mean vs reference, coloured by
+    structure. Right: per condition, force RMSE vs the committee's mean ε_f (a committee that
+    knows its error puts the points near the diagonal)."""
+    import matplotlib.pyplot as plt
+
+    names = [k[:-4] for k in forces.files if k.endswith("/ref")]
+    structure = {n: m.group("structure") if (m := CONDITION.fullmatch(n)) else n for n in names}
+    colour = {s: f"C{k % 10}" for k, s in enumerate(dict.fromkeys(structure.values()))}
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.6))
+    every = []
+    for s_name in colour:
+        ref = np.concatenate([forces[f"{n}/ref"].ravel() for n in names if structure[n] == s_name])
+        pred = np.concatenate([forces[f"{n}/pred"].ravel() for n in names if structure[n] == s_name])
+        every.append(pred - ref)
+        rmse = float(np.sqrt(np.mean((pred - ref) ** 2)))
+        a.scatter(ref, pred, s=2, alpha=0.3, color=colour[s_name], rasterized=True, label=f"{s_name} ({rmse:.3f})")
+    lim = np.array(a.get_xlim())
+    a.plot(lim, lim, "k-", lw=0.8)
+    total = float(np.sqrt(np.mean(np.concatenate(every) ** 2)))
+    a.set_xlabel("reference force component (eV/Å)"); a.set_ylabel("committee mean (eV/Å)")
+    a.set_title(f"all held-out frames: force RMSE {total:.4f} eV/Å", fontsize=9)
+    a.legend(fontsize=7, markerscale=4, title="structure (RMSE eV/Å)", title_fontsize=7)
+    for n in names:
+        e = heldout.get(n, {})
+        if np.isfinite(e.get("max_devi_f", np.nan)):
+            b.scatter(e["max_devi_f"], e["force_rmse"], color=colour[structure[n]], s=20)
+    top = max([v["force_rmse"] for v in heldout.values()] + [v.get("max_devi_f", 0) or 0 for v in heldout.values()])
+    b.plot([0, top * 1.05], [0, top * 1.05], "k:", lw=0.8)
+    b.set_xlabel("mean ε_f of the committee (eV/Å)"); b.set_ylabel("held-out force RMSE (eV/Å)")
+    b.set_title("one point per condition (dotted: RMSE = ε_f)", fontsize=9)
     fig.tight_layout()
     return fig
 
