@@ -157,6 +157,24 @@ def parse_structure(spec: dict | BulkSpec | SurfaceSpec | FileSpec) -> BulkSpec 
     return spec if isinstance(spec, BaseModel) else _ADAPTER.validate_python(spec)
 
 
+def resolve_structure_files(specs: list[tuple[tuple, Any]], base: Path, source: str, lines: dict) -> None:
+    """In raw config data (before validation): make every ``kind: file`` spec's relative
+    ``path`` absolute against ``base`` (the config file's directory) and check that the file
+    exists. ``specs``: ``(key in the config, spec dict)`` pairs, the key for the error's line."""
+    from ..configfile import ConfigError
+
+    for key, spec in specs:
+        if not (isinstance(spec, dict) and spec.get("kind") == "file" and isinstance(spec.get("path"), str)):
+            continue  # validation will name what is wrong
+        p = Path(spec["path"]).expanduser()
+        p = p if p.is_absolute() else Path(base) / p
+        if not p.is_file():
+            line = lines.get(key + ("path",)) or lines.get(key)
+            dotted = ".".join(str(k) for k in key + ("path",))
+            raise ConfigError(f"invalid config:\n  {source}:{line}: {dotted}: structure file {p} does not exist")
+        spec["path"] = str(p)
+
+
 def build_structures(specs: Iterable[dict | BaseModel], root: str | Path | None = None) -> list[tuple[str, Atoms]]:
     """``(name, Atoms)`` for every spec, in order; relative file paths are read from ``root``."""
     out: list[tuple[str, Atoms]] = []
@@ -164,12 +182,40 @@ def build_structures(specs: Iterable[dict | BaseModel], root: str | Path | None 
         spec = parse_structure(raw)
         images = spec.build(Path(root) if root is not None else None)
         base = spec.name or spec.default_name()
-        out += [(base if len(images) == 1 else f"{base}-{k}", a) for k, a in enumerate(images)]
+        named = [(base if len(images) == 1 else f"{base}-{k}", a) for k, a in enumerate(images)]
+        for name, atoms in named:
+            check_no_overlap(atoms, f"structure {name!r}" + (f" ({spec.path})" if isinstance(spec, FileSpec) else ""))
+        out += named
     names = [n for n, _ in out]
     dups = sorted({n for n in names if names.count(n) > 1})
     if dups:
         raise ValueError(f"duplicate structure name(s) {dups}; give each spec a distinct 'name'")
     return out
+
+
+OVERLAP = 0.5  # atoms closer than this fraction of their covalent radii sum overlap
+
+
+def check_no_overlap(atoms: Atoms, what: str) -> None:
+    """Raise ValueError naming ``what`` and the closest offending pair if two atoms (periodic
+    images included) are closer than ``OVERLAP`` x the sum of their covalent radii: a
+    structure file in the wrong units, duplicated atoms, a bad lattice constant."""
+    from ase.data import covalent_radii
+
+    if len(atoms) == 0:
+        return
+    radii = covalent_radii[atoms.numbers]
+    i, j, d = neighbor_list("ijd", atoms, OVERLAP * 2 * float(radii.max()))
+    if len(d) == 0:
+        return
+    limit = OVERLAP * (radii[i] + radii[j])
+    bad = np.flatnonzero(d < limit)
+    if len(bad):
+        k = bad[np.argmin(d[bad] / limit[bad])]
+        sym = atoms.get_chemical_symbols()
+        raise ValueError(f"{what}: atoms {i[k]} ({sym[i[k]]}) and {j[k]} ({sym[j[k]]}) overlap, {d[k]:.3f} Å "
+                         f"apart (< {OVERLAP} x their covalent radii sum, {limit[k]:.2f} Å); "
+                         f"{len(bad) // 2 or 1} such pair(s). Wrong units, duplicated atoms or a bad lattice constant?")
 
 
 def min_distance(atoms: Atoms, upto: float = 32.0) -> float:
@@ -234,4 +280,4 @@ def perturbed_frames(atoms: Atoms, n: int, cell_strain: float = 0.03, atom_displ
 
 
 __all__ = ["BulkSpec", "SurfaceSpec", "FileSpec", "StructureSpec", "parse_structure", "build_structures",
-           "min_distance", "perturbed_frames"]
+           "check_no_overlap", "min_distance", "perturbed_frames", "resolve_structure_files"]

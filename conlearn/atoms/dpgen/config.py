@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ...configfile import ConfigError, read_raw, validate
 from ..deeppot.config import ModelConfig
+from ..initial import resolve_structure_files
 from ..otf.config import GPSpec, KernelSpec
 
 
@@ -205,11 +206,15 @@ class RunConfig(_Strict):
 
 
 def read_run_config(path: str | Path) -> RunConfig:
-    """Read and validate ``path``; ``initial.data`` paths become absolute (relative ones are
-    taken against the config file's directory) and must exist. Errors name file, line, key."""
+    """Read and validate ``path``; ``initial.data`` and ``kind: file`` structure paths become
+    absolute (relative ones are taken against the config file's directory) and must exist.
+    Errors name file, line, key."""
     data, lines = read_raw(path)
-    cfg = validate(RunConfig, data, source=str(path), lines=lines)
     base = Path(path).resolve().parent
+    if isinstance(data.get("structures"), list):  # kind: file paths are relative to the config file
+        resolve_structure_files([(("structures", i), s) for i, s in enumerate(data["structures"])],
+                                base, str(path), lines)
+    cfg = validate(RunConfig, data, source=str(path), lines=lines)
     resolved = []
     for i, item in enumerate(cfg.initial.data):
         p = Path(item).expanduser()

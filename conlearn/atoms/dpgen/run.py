@@ -190,6 +190,7 @@ def build_loop(cfg: RunConfig, run_dir: Path, executor, initial_data: list, obse
 
 def run(cfg: RunConfig, run_dir: str | Path, executor, observers=(), log=print):
     """Initial labels, then the loop; writes ``run_dir/summary.json``; returns the LoopReport."""
+    structures(cfg)  # every structure read and checked (overlapping atoms) before anything is written
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(cfg.model_dump_json(indent=1))

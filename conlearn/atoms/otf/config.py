@@ -14,8 +14,8 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ...configfile import load_config
-from ..initial import StructureSpec, parse_structure
+from ...configfile import read_raw, validate
+from ..initial import StructureSpec, parse_structure, resolve_structure_files
 from ..reference import ReferenceSpec
 
 
@@ -223,5 +223,8 @@ class OTFConfig(_Strict):
 
 
 def load_otf_config(path: str | Path) -> OTFConfig:
-    """Read and validate a YAML/JSON OTF config (errors name ``file:line`` and the key)."""
-    return load_config(path, OTFConfig)
+    """Read and validate a YAML/JSON OTF config (errors name ``file:line`` and the key); a
+    ``kind: file`` structure path is taken against the config file's directory."""
+    data, lines = read_raw(path)
+    resolve_structure_files([(("structure",), data.get("structure"))], Path(path).resolve().parent, str(path), lines)
+    return validate(OTFConfig, data, source=str(path), lines=lines)

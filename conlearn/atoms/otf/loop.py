@@ -32,6 +32,7 @@ from ase.md.langevinbaoab import LangevinBAOAB
 
 from ...core.manifest import Manifest, atomic_write_bytes
 from ..frames import atoms_to_frame, frame_stress
+from ..initial import check_no_overlap
 from ..labeler import label_frame
 from ..thermal import thermalize
 from .config import AddSpec, AuditSpec, OTFConfig
@@ -87,6 +88,7 @@ def dynamics(atoms: Atoms, md, rng: np.random.Generator, p_eps=None):
 def initial_state(cfg: OTFConfig) -> OTFState:
     """The jittered structure with Maxwell-Boltzmann velocities; seeds from ``cfg.seed``."""
     atoms = cfg.structure_spec().build()[0]
+    check_no_overlap(atoms, "structure")
     r_pos, r_vel, r_md = (np.random.default_rng(s)
                           for s in np.random.SeedSequence(cfg.seed).spawn(3))
     if cfg.rattle:
@@ -123,13 +125,14 @@ class OTFRun:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.manifest = Manifest(self.dir).open()  # also locks the directory
         try:
-            _same_config(cfg, self.dir / "config.json")
             ck = self.dir / "checkpoint.pkl"
             if ck.exists():
+                _same_config(cfg, self.dir / "config.json")
                 self.state, model = load_checkpoint(ck)
                 self.model = OTFModel.from_dict(model, cfg.gp)
-            else:
+            else:  # the structure is checked before the config is recorded: a fixed config can reuse the dir
                 self.state, self.model = initial_state(cfg), OTFModel.from_spec(cfg.gp)
+                _same_config(cfg, self.dir / "config.json")
         except BaseException:
             self.manifest.close()
             raise

@@ -182,6 +182,37 @@ def test_build_structures_names_and_sizes(tmp_path):
         build_structures(specs[:1] * 2)
 
 
+def test_overlapping_atoms_are_named_with_their_structure(tmp_path):
+    from ase import Atoms
+
+    from conlearn.atoms.otf.config import OTFConfig
+    from conlearn.atoms.otf.loop import initial_state
+
+    # 1.51 Å between Al atoms is short but allowed (limit 0.5 x 2 x 1.21 Å); a duplicated atom
+    # 0.4 Å from the second one is not
+    bad = Atoms("Al3", positions=[[0, 0, 0], [1.51, 0, 0], [1.51, 0.4, 0]], cell=[10, 10, 10], pbc=True)
+    write(tmp_path / "dup.extxyz", bad)
+    with pytest.raises(ValueError, match=r"structure 'dup' \(dup.extxyz\): atoms 1 \(Al\) and 2 \(Al\) overlap, "
+                                         r"0.400 Å apart.*1 such pair"):
+        build_structures([{"kind": "file", "path": "dup.extxyz"}], root=tmp_path)
+    # a bad lattice constant: fcc with a = 1.6 Å puts neighbours 1.13 Å apart
+    with pytest.raises(ValueError, match=r"structure 'fcc-Al-1x1x1-cubic': atoms .* overlap, 1.131 Å apart"):
+        build_structures([{"kind": "bulk", "element": "Al", "lattice": "fcc", "a": 1.6, "cubic": True}])
+    # periodic images count: one atom in a 0.5 Å cubic box overlaps its own image
+    write(tmp_path / "tiny.extxyz", Atoms("Al", cell=[0.5, 0.5, 0.5], pbc=True))
+    with pytest.raises(ValueError, match=r"atoms 0 \(Al\) and 0 \(Al\) overlap, 0.500 Å"):
+        build_structures([{"kind": "file", "path": "tiny.extxyz"}], root=tmp_path)
+    # the on-the-fly loop checks its structure before any MD or reference call
+    cfg = OTFConfig.model_validate({"structure": {"kind": "file", "path": str(tmp_path / "dup.extxyz")},
+                                    "md": {"n_steps": 2, "temperature_K": 300}, "reference": {"kind": "emt"}})
+    with pytest.raises(ValueError, match=r"structure: atoms 1 \(Al\) and 2 \(Al\) overlap"):
+        initial_state(cfg)
+    # molecules and every demo structure pass
+    ok = [{"kind": "file", "path": "water.extxyz", "index": ":"}]
+    write(tmp_path / "water.extxyz", [molecule("H2O"), molecule("CH4"), molecule("H2")])
+    assert len(build_structures(ok, root=tmp_path)) == 3
+
+
 def test_perturbed_frames_are_deterministic_and_bounded():
     atoms = bulk("Al", "fcc", a=4.05) * (2, 2, 2)
     a, b = perturbed_frames(atoms, 5, seed=7), perturbed_frames(atoms, 5, seed=7)
