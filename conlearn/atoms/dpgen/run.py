@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ...core.loop import BatchLoop, LoopSettings
-from ...core.manifest import Manifest
+from ...core.manifest import Manifest, atomic_write_bytes
 from ...core.records import Candidate, Condition, TaskContext, derive_seed
 from ...core.selection import TrustWindowSelector
 from ...core.tasks import label_with_retries, run_task
@@ -192,14 +192,44 @@ def run(cfg: RunConfig, run_dir: str | Path, executor, observers=(), log=print):
     """Initial labels, then the loop; writes ``run_dir/summary.json``; returns the LoopReport."""
     structures(cfg)  # every structure read and checked (overlapping atoms) before anything is written
     run_dir = Path(run_dir).resolve()
+    check_same_config(cfg, run_dir / "config.json")
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(cfg.model_dump_json(indent=1))
+    atomic_write_bytes(run_dir / "config.json", cfg.model_dump_json(indent=1).encode())
     t0 = time.perf_counter()
     initial = label_initial(cfg, run_dir, executor, log=log)
     report = build_loop(cfg, run_dir, executor, initial, observers).run()
     summary = run_summary(report, n_initial=len(initial), wall_s=time.perf_counter() - t0)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return report
+
+
+RESUMABLE_CHANGES = {"loop.max_iterations", "heldout"}  # may differ on a re-run: more iterations, another check
+
+
+def _flat(d, prefix=""):
+    if isinstance(d, dict):
+        return {k: v for key, sub in d.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: d}
+
+
+def check_same_config(cfg: RunConfig, path: Path) -> None:
+    """A re-run into a run directory must use the config that run began with: recorded tasks
+    are replayed, so a changed trust window, reference or model would silently mix two runs.
+    Only ``loop.max_iterations`` (to extend a run) and ``heldout`` may change."""
+    if not path.exists():
+        return
+    try:  # validated again: options added since the run began compare at their defaults
+        old = json.loads(RunConfig.model_validate(json.loads(path.read_text())).model_dump_json())
+    except ValueError as err:  # pydantic's ValidationError is one
+        raise ValueError(f"{path}: the recorded config is not valid any more: {err}") from err
+    new = json.loads(cfg.model_dump_json())
+    a, b = _flat(old), _flat(new)
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)
+                  and not any(k == r or k.startswith(r + ".") for r in RESUMABLE_CHANGES))
+    if diff:
+        shown = "; ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:6]) + (" ..." if len(diff) > 6 else "")
+        raise ValueError(f"{path.parent} holds a run begun with a different config ({shown}); "
+                         "use a new --out directory, or the run's own config (its config.json)")
 
 
 def run_summary(report, n_initial: int, wall_s: float) -> dict:

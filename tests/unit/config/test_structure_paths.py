@@ -74,3 +74,25 @@ def test_overlapping_structure_stops_before_anything_is_recorded(project, tmp_pa
     with pytest.raises(ValueError, match=r"structure 'dup' \(.*dup.extxyz\): atoms 1 \(Al\) and 2 \(Al\) overlap"):
         run(read_run_config(project / "run.yaml"), tmp_path / "dp", InProcessExecutor(), log=lambda m: None)
     assert not os.path.exists(tmp_path / "dp")
+
+
+def test_a_rerun_must_use_the_config_the_run_began_with(tmp_path):
+    """Recorded tasks are replayed on a re-run: a changed trust window, reference or model
+    would mix two runs silently, so it is refused; more iterations are allowed."""
+    from conlearn.atoms.dpgen.run import check_same_config, run
+    from conlearn.exec import InProcessExecutor
+
+    cfg = read_run_config(CONFIG)
+    recorded = tmp_path / "run" / "config.json"
+    recorded.parent.mkdir()
+    recorded.write_text(cfg.model_dump_json(indent=1))
+    check_same_config(cfg, recorded)  # the same config: fine
+    longer = cfg.model_copy(update={"loop": cfg.loop.model_copy(update={"max_iterations": 9})})
+    check_same_config(longer, recorded)  # extending a run: fine
+    changed = cfg.model_copy(update={"selection": cfg.selection.model_copy(update={"trust_lo": 0.08})})
+    with pytest.raises(ValueError, match=r"holds a run begun with a different config \(selection.trust_lo: 0.05 -> 0.08\)"):
+        check_same_config(changed, recorded)
+    before = recorded.read_text()
+    with pytest.raises(ValueError, match="selection.trust_lo"):
+        run(changed, tmp_path / "run", InProcessExecutor(), log=lambda m: None)
+    assert recorded.read_text() == before and sorted(p.name for p in recorded.parent.iterdir()) == ["config.json"]
