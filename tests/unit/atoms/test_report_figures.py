@@ -6,7 +6,7 @@ import matplotlib
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 
-from conlearn.atoms.dpgen.report import _deviation_figure, _log_deviations  # noqa: E402
+from conlearn.atoms.dpgen.figures import deviation_figure, log_deviations  # noqa: E402
 from conlearn.core.records import Candidate, Condition, ExploredBatch  # noqa: E402
 
 
@@ -21,7 +21,7 @@ BATCHES = [batch("fcc-T50-P0", 50.0, 0.0, [1e-6] + [0.01] * 9),      # 10 accura
 
 
 def test_every_frame_is_binned_and_the_window_is_inside_the_range():
-    devs, bins = _log_deviations(BATCHES, (0.05, 0.3))
+    devs, bins = log_deviations(BATCHES, (0.05, 0.3))
     for b in BATCHES:
         counts, _ = np.histogram(devs[id(b)], bins=bins)
         assert counts.sum() == len(b.candidates)
@@ -30,7 +30,7 @@ def test_every_frame_is_binned_and_the_window_is_inside_the_range():
 
 
 def test_one_panel_per_structure_with_the_window_fractions_and_a_legend():
-    fig = _deviation_figure(BATCHES, (0.05, 0.3), [50.0, 300.0, 800.0])
+    fig = deviation_figure(BATCHES, (0.05, 0.3), [50.0, 300.0, 800.0])
     panels = [ax for ax in fig.axes if ax.axison]
     assert [ax.get_title().split("\n")[0] for ax in panels] == ["fcc", "slab"]
     assert panels[0].get_title().split("\n")[1] == "accurate 50 %, candidate 25 %, failed 25 %"
@@ -42,7 +42,7 @@ def test_one_panel_per_structure_with_the_window_fractions_and_a_legend():
 def test_learning_curves_are_stitched_over_the_run(tmp_path):
     """Each training's steps go on from where the member's previous training stopped."""
     from conlearn.atoms.deeppot.lcurve import LCurve
-    from conlearn.atoms.dpgen.report import _learning_figure, _training_stages, stitch_lcurves
+    from conlearn.atoms.dpgen.figures import learning_figure, stitch_lcurves, training_stages
 
     work = tmp_path / "work"
     plan = {"iter-000/train": 40, "iter-001/train": 20, "iter-001/final": 30}
@@ -54,12 +54,12 @@ def test_learning_curves_are_stitched_over_the_run(tmp_path):
             for step in range(10, n + 1, 10):
                 lc.write(step, {"rmse_f": 0.5}, {"rmse_f": 1.0 / step, "rmse_e": 0.1}, 1e-3, 0.0)
             lc.close()
-    stages = _training_stages(work)
+    stages = training_stages(work)
     assert [name for name, _ in stages] == ["i0", "i1", "final"]
     x, y, starts = stitch_lcurves(stages, "001")
     assert starts == [0, 40, 60]
     np.testing.assert_array_equal(x, [10, 20, 30, 40, 50, 60, 70, 80, 90])
     np.testing.assert_allclose(y, [1 / 10, 1 / 20, 1 / 30, 1 / 40, 1 / 10, 1 / 20, 1 / 10, 1 / 20, 1 / 30], rtol=1e-4)  # written as %.4e
-    fig = _learning_figure(stages)
+    fig = learning_figure(stages)
     assert [line.get_label() for line in fig.axes[0].lines if line.get_label().startswith("member")] == \
         ["member 000", "member 001"]
