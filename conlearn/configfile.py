@@ -5,9 +5,10 @@ Keys that start with ``_`` (deepmd-kit's ``_comment``) are dropped before valida
 
 from __future__ import annotations
 
+import json
 import typing
 from pathlib import Path
-from typing import TypeVar
+from typing import Iterable, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -121,3 +122,33 @@ def load_config(path: str | Path, model: type[M]) -> M:
     """Read and validate ``path`` (YAML or JSON) as ``model``."""
     data, lines = read_raw(path)
     return validate(model, data, source=str(path), lines=lines)
+
+
+def _flat(d, prefix: str = "") -> dict:
+    """Nested dicts -> {"dotted.key": leaf value}."""
+    if isinstance(d, dict):
+        return {k: v for key, sub in d.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: d}
+
+
+def check_recorded_config(cfg: BaseModel, path: Path, may_change: Iterable[str] = ()) -> None:
+    """A run directory's recorded config (``path``, JSON) must equal ``cfg``, except at the
+    dotted keys ``may_change`` (and below them): a re-run replays recorded work, so a changed
+    setting would silently mix two runs. The error names every differing key with both
+    values. The recorded config is validated again as ``type(cfg)``, so options added since
+    the run began compare at their defaults. No file: nothing to check."""
+    path = Path(path)
+    if not path.exists():
+        return
+    try:
+        old = json.loads(type(cfg).model_validate(json.loads(path.read_text())).model_dump_json())
+    except ValueError as err:  # pydantic's ValidationError is one
+        raise ValueError(f"{path}: the recorded config is not valid any more: {err}") from err
+    a, b = _flat(old), _flat(json.loads(cfg.model_dump_json()))
+    free = tuple(may_change)
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)
+                  and not any(k == r or k.startswith(r + ".") for r in free))
+    if diff:
+        shown = "; ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:6]) + (" ..." if len(diff) > 6 else "")
+        raise ValueError(f"{path.parent} holds a run begun with a different config ({shown}); "
+                         "use a new --out directory, or the run's own config (its config.json)")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...configfile import check_recorded_config
 from ...core.loop import BatchLoop, LoopSettings
 from ...core.manifest import Manifest, atomic_write_bytes
 from ...core.records import Candidate, Condition, TaskContext, derive_seed
@@ -203,33 +204,14 @@ def run(cfg: RunConfig, run_dir: str | Path, executor, observers=(), log=print):
     return report
 
 
-RESUMABLE_CHANGES = {"loop.max_iterations", "heldout"}  # may differ on a re-run: more iterations, another check
-
-
-def _flat(d, prefix=""):
-    if isinstance(d, dict):
-        return {k: v for key, sub in d.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
-    return {prefix[:-1]: d}
+RESUMABLE_CHANGES = ("loop.max_iterations", "heldout")  # may differ on a re-run: more iterations, another check
 
 
 def check_same_config(cfg: RunConfig, path: Path) -> None:
     """A re-run into a run directory must use the config that run began with: recorded tasks
     are replayed, so a changed trust window, reference or model would silently mix two runs.
     Only ``loop.max_iterations`` (to extend a run) and ``heldout`` may change."""
-    if not path.exists():
-        return
-    try:  # validated again: options added since the run began compare at their defaults
-        old = json.loads(RunConfig.model_validate(json.loads(path.read_text())).model_dump_json())
-    except ValueError as err:  # pydantic's ValidationError is one
-        raise ValueError(f"{path}: the recorded config is not valid any more: {err}") from err
-    new = json.loads(cfg.model_dump_json())
-    a, b = _flat(old), _flat(new)
-    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)
-                  and not any(k == r or k.startswith(r + ".") for r in RESUMABLE_CHANGES))
-    if diff:
-        shown = "; ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:6]) + (" ..." if len(diff) > 6 else "")
-        raise ValueError(f"{path.parent} holds a run begun with a different config ({shown}); "
-                         "use a new --out directory, or the run's own config (its config.json)")
+    check_recorded_config(cfg, path, RESUMABLE_CHANGES)
 
 
 def run_summary(report, n_initial: int, wall_s: float) -> dict:

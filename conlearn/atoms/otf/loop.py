@@ -30,6 +30,7 @@ from ase.io import write
 from ase.md.langevin import Langevin
 from ase.md.langevinbaoab import LangevinBAOAB
 
+from ...configfile import check_recorded_config
 from ...core.manifest import Manifest, atomic_write_bytes
 from ..frames import atoms_to_frame, frame_stress
 from ..initial import check_no_overlap
@@ -43,19 +44,10 @@ from .state import OTFState, Outputs, load_checkpoint, save_checkpoint
 def _same_config(cfg: OTFConfig, path: Path) -> None:
     """Record the config of a new run; refuse to resume a run under a different one (only
     ``md.n_steps`` may change, to extend a run)."""
-    new = json.loads(cfg.model_dump_json())
     if not path.exists():
-        atomic_write_bytes(path, json.dumps(new, indent=1).encode())
+        atomic_write_bytes(path, cfg.model_dump_json(indent=1).encode())
         return
-    try:  # validated again: options added since the run began compare at their defaults
-        old = json.loads(OTFConfig.model_validate(json.loads(path.read_text())).model_dump_json())
-    except ValueError as err:  # pydantic's ValidationError is one
-        raise ValueError(f"{path}: the recorded config is not valid any more: {err}") from err
-    old["md"]["n_steps"] = new["md"]["n_steps"]
-    if old != new:
-        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        raise ValueError(f"{path.parent} holds a run with a different config (sections {diff} "
-                         "differ); use a new --out directory")
+    check_recorded_config(cfg, path, ("md.n_steps",))
 
 
 class _NPT(LangevinBAOAB):
