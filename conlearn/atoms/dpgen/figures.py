@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+
 def png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
@@ -52,13 +53,13 @@ def report_figures(d: dict, run: Path) -> list[tuple[str, str]]:
             figs.append((f"Iteration {it}: ε_f histograms per exploration condition",
                          png(deviation_figure(st["explore"], window, temps))))
     summary = run / "summary.json"
-    if summary.exists() and "heldout" in json.loads(summary.read_text()):
-        ho = json.loads(summary.read_text())["heldout"]
+    ho = json.loads(summary.read_text()).get("heldout") if summary.exists() else None
+    if ho:
         fig, ax = plt.subplots(figsize=(10, 4))
         names = list(ho)
         rmse = [ho[k]["force_rmse"] for k in names]
-        structures = [m.group("structure") if (m := CONDITION.fullmatch(k)) else k for k in names]
-        colour = {n: f"C{k % 10}" for k, n in enumerate(dict.fromkeys(structures))}
+        structures = [structure_of(k) for k in names]
+        colour = structure_colours(structures)
         ax.bar(range(len(names)), rmse, color=[colour[n] for n in structures])
         ax.set_xticks(range(len(names)), names, rotation=70, fontsize=7)
         ax.set_ylabel("held-out force RMSE (eV/Å)")
@@ -74,6 +75,17 @@ def report_figures(d: dict, run: Path) -> list[tuple[str, str]]:
 
 
 CONDITION = re.compile(r"(?P<structure>.+)-T(?P<T>[^-]+)(?:-P(?P<P>[^-]+))?")
+
+
+def structure_of(condition_name: str) -> str:
+    """The structure part of a condition name ("fcc-Al-2x2x2-T300-P0" -> "fcc-Al-2x2x2")."""
+    m = CONDITION.fullmatch(condition_name)
+    return m.group("structure") if m else condition_name
+
+
+def structure_colours(structures) -> dict[str, str]:
+    """One matplotlib cycle colour per structure, in order of first appearance."""
+    return {n: f"C{k % 10}" for k, n in enumerate(dict.fromkeys(structures))}
 
 
 def trust_window(run: Path) -> tuple[float, float] | None:
@@ -108,8 +120,7 @@ def deviation_figure(batches, window: tuple[float, float] | None, temps: list[fl
 
     groups: dict[str, list] = {}
     for b in batches:
-        m = CONDITION.fullmatch(b.condition.name)
-        groups.setdefault(m.group("structure") if m else b.condition.name, []).append(b)
+        groups.setdefault(structure_of(b.condition.name), []).append(b)
     devs, bins = log_deviations(batches, window)
     lo_x, hi_x = bins[0], bins[-1]
     cmap = plt.get_cmap("plasma")
@@ -164,8 +175,8 @@ def parity_figure(forces, heldout: dict):
     import matplotlib.pyplot as plt
 
     names = [k[:-4] for k in forces.files if k.endswith("/ref")]
-    structure = {n: m.group("structure") if (m := CONDITION.fullmatch(n)) else n for n in names}
-    colour = {s: f"C{k % 10}" for k, s in enumerate(dict.fromkeys(structure.values()))}
+    structure = {n: structure_of(n) for n in names}
+    colour = structure_colours(structure.values())
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.6))
     every = []
     for s_name in colour:

@@ -8,10 +8,12 @@ Given an executor, the conditions run as tasks (kind "explore") in parallel.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 
+from ...core.manifest import atomic_write_bytes
 from ...core.records import Condition
 from ..calculator import DeepPotCalculator
 from ..frames import frame_to_atoms
@@ -69,14 +71,14 @@ def save_heldout_forces(errors: dict[str, dict], run: Path) -> dict[str, dict]:
     """Write the force arrays of ``errors`` (from ``heldout_errors(..., keep_forces=True)``)
     to ``run/heldout_forces.npz`` (keys ``"<condition>/ref"``, ``"<condition>/pred"``);
     return the errors without them (JSON-friendly)."""
-    arrays = {f"{name}/{k[:-7]}": np.asarray(v[k], dtype=np.float32) for name, v in errors.items()
-              for k in ("ref_forces", "pred_forces") if k in v}
+    keys = {"ref_forces": "ref", "pred_forces": "pred"}
+    arrays = {f"{name}/{short}": np.asarray(v[k], dtype=np.float32) for name, v in errors.items()
+              for k, short in keys.items() if k in v}
     if arrays:
-        tmp = Path(run) / (FORCES_FILE + ".tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        tmp.replace(Path(run) / FORCES_FILE)
-    return {name: {k: x for k, x in v.items() if k not in ("ref_forces", "pred_forces")}
-            for name, v in errors.items()}
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        atomic_write_bytes(Path(run) / FORCES_FILE, buf.getvalue())
+    return {name: {k: x for k, x in v.items() if k not in keys} for name, v in errors.items()}
 
 
 def heldout_errors(models, conditions: list[Condition], reference, n_frames: int = 10, n_steps: int = 400,
