@@ -1,4 +1,6 @@
-"""The command line: ``conlearn train | test | demo``. Thin: parse, build, run."""
+"""The command line: ``conlearn run | status | report | train | test | demo | otf``. Thin: parse, build, run.
+
+``run``/``status``/``report`` dispatch to the workflow the config names (:mod:`conlearn.workflows`)."""
 
 from __future__ import annotations
 
@@ -52,38 +54,31 @@ def cmd_demo(args) -> int:
     return run_demo(Path(args.out), resources=args.resources)
 
 
-def _executor(resources: str | None):
-    from .exec.resources import build_executor, load_resources, resources_from_dict
-
-    if resources:
-        return build_executor(load_resources(resources))
-    return build_executor(resources_from_dict({"cluster": {"kind": "processes", "workers": os.cpu_count() or 1}}))
-
-
 def cmd_run(args) -> int:
-    from .atoms.dpgen.config import read_run_config
-    from .atoms.dpgen.progress import ConsoleProgress
-    from .atoms.dpgen.run import run
+    from .core.progress import ConsoleProgress
+    from .exec.resources import default_executor
+    from .workflows import workflow_of_config
 
-    cfg = read_run_config(args.config)
+    workflow = workflow_of_config(args.config)
+    cfg = workflow.load(args.config)  # every config error before anything is written
     out = Path(args.out or Path(args.config).with_suffix("").name + "_run")
-    with _executor(args.resources) as ex:
-        report = run(cfg, out, ex, observers=[ConsoleProgress()])
-    print(json.dumps(json.loads((out / "summary.json").read_text()), indent=1)[:2000])
-    return 0 if report.iterations else 1
+    with default_executor(args.resources) as ex:
+        summary = workflow.run(cfg, out, ex, [ConsoleProgress()])
+    print(json.dumps(summary, indent=1, default=str)[:2000])
+    return 0 if summary.get("iterations") else 1
 
 
 def cmd_status(args) -> int:
-    from .atoms.dpgen.report import status_text
+    from .workflows import workflow_of_run
 
-    print(status_text(Path(args.run)))
+    print(workflow_of_run(args.run).status(Path(args.run)))
     return 0
 
 
 def cmd_report(args) -> int:
-    from .atoms.dpgen.report import write_report
+    from .workflows import workflow_of_run
 
-    print(f"report written to {write_report(Path(args.run))}")
+    print(f"report written to {workflow_of_run(args.run).report(Path(args.run))}")
     return 0
 
 
@@ -121,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--resources", default=None, help="resources YAML (default: local processes)")
     d.set_defaults(func=cmd_demo)
-    r = sub.add_parser("run", help="run (or resume) a concurrent-learning loop")
+    r = sub.add_parser("run", help="run (or resume) a concurrent-learning loop; the config's `workflow` key "
+                       "picks it: dpgen (default), rid, kinetic, cg")
     r.add_argument("config")
     r.add_argument("--out", "-o", default=None, help="run directory (default: CONFIG_run)")
     r.add_argument("--resources", default=None, help="resources YAML: where tasks run")

@@ -20,14 +20,14 @@ CONFIG = Path(__file__).resolve().parent / "examples" / "al_emt.yaml"
 def run_demo(out: Path, resources: str | None = None, config: Path = CONFIG) -> int:
     from .atoms.dpgen.config import read_run_config
     from .atoms.dpgen.heldout import heldout_errors, save_heldout_forces
-    from .atoms.dpgen.progress import ConsoleProgress
     from .atoms.dpgen.run import conditions_for, run
-    from .cli import _executor
+    from .core.progress import ConsoleProgress
+    from .exec.resources import default_executor
 
     t0 = time.perf_counter()
     cfg = read_run_config(config)
     out = Path(out).resolve()
-    with _executor(resources) as ex:
+    with default_executor(resources) as ex:
         report = run(cfg, out, ex, observers=[ConsoleProgress()])
         models_dir = out / "models"
         models_dir.mkdir(exist_ok=True)

@@ -12,17 +12,17 @@ A domain plugs in four components (see :mod:`conlearn.core.protocols`)::
 from .loop import BatchLoop, LoopSettings, StageError
 from .manifest import Manifest, ManifestError, Record, atomic_write_bytes
 from .observers import BaseObserver, LoggingObserver, SummaryFileObserver
-from .protocols import Executor, Explorer, Labeler, Observer, Selector, Trainer
+from .protocols import Executor, Explorer, Labeler, Observer, Selector, Trainer, Workflow
 from .records import (Candidate, Condition, ExploredBatch, LabelResult, Selection, TaskContext, TaskOutput,
                       TrainResult, derive_seed)
-from .registry import EXPLORERS, LABELERS, SELECTORS, TRAINERS, Registry, RegistryError
+from .registry import EXPLORERS, LABELERS, SELECTORS, TRAINERS, WORKFLOWS, Registry, RegistryError
 from .report import IterationReport, LoopReport, Timing
 from .selection import TrustWindowSelector
 
 __all__ = [
     "BatchLoop", "LoopSettings", "StageError", "Manifest", "ManifestError", "Record", "atomic_write_bytes",
     "BaseObserver", "LoggingObserver", "SummaryFileObserver", "Executor", "Explorer", "Labeler", "Observer",
-    "Selector", "Trainer", "Candidate", "Condition", "ExploredBatch", "LabelResult", "Selection",
+    "Selector", "Trainer", "Workflow", "Candidate", "Condition", "ExploredBatch", "LabelResult", "Selection",
     "TaskContext", "TaskOutput", "TrainResult", "derive_seed", "EXPLORERS", "LABELERS", "SELECTORS",
-    "TRAINERS", "Registry", "RegistryError", "IterationReport", "LoopReport", "Timing", "TrustWindowSelector",
+    "TRAINERS", "WORKFLOWS", "Registry", "RegistryError", "IterationReport", "LoopReport", "Timing", "TrustWindowSelector",
 ]

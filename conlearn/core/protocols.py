@@ -120,6 +120,34 @@ class Observer(Protocol):
     def on_loop_end(self, report: Any) -> None: ...
 
 
+@runtime_checkable
+class Workflow(Protocol):
+    """A whole domain run behind the CLI verbs ``conlearn run | status | report``.
+
+    The run config's top-level ``workflow`` key names it (registered in
+    :data:`conlearn.core.registry.WORKFLOWS`); the run directory's ``config.json`` records
+    that name, so ``status`` and ``report`` find the workflow again. ``run`` typically
+    builds the four components and hands them to :class:`~conlearn.core.loop.BatchLoop`.
+    """
+
+    def load(self, path: str) -> Any:
+        """Read and validate the config file; every error names file, key and line. Writes nothing."""
+        ...
+
+    def run(self, cfg: Any, run_dir: Any, executor: Executor, observers: Sequence[Observer]) -> dict:
+        """Run or resume (kill -9 safe) into ``run_dir``; write ``run_dir/config.json`` (with
+        the ``workflow`` key) and ``run_dir/summary.json``; return the summary."""
+        ...
+
+    def status(self, run_dir: Any) -> str:
+        """What the run has done so far (read-only; safe while it runs)."""
+        ...
+
+    def report(self, run_dir: Any) -> Any:
+        """Write the plots and ``run_dir/report.html``; return the report's path."""
+        ...
+
+
 def check_component(obj: object, protocol: type, role: str) -> None:
     """Raise TypeError naming the missing method when ``obj`` does not implement ``protocol``."""
     if not isinstance(obj, protocol):
@@ -128,4 +156,4 @@ def check_component(obj: object, protocol: type, role: str) -> None:
         raise TypeError(f"{role} {obj!r} does not implement {protocol.__name__}: missing method(s) {missing}")
 
 
-__all__ = ["Trainer", "Explorer", "Selector", "Labeler", "Executor", "Observer", "check_component"]
+__all__ = ["Trainer", "Explorer", "Selector", "Labeler", "Executor", "Observer", "Workflow", "check_component"]

@@ -6,6 +6,7 @@
     class LammpsExplorer: ...
 
     explorer = EXPLORERS.build("lammps-md", temperature=300)
+    WORKFLOWS.register_lazy("rid", "conlearn.rid.workflow:WORKFLOW")   # imported when used
 
 A name is found, in order: among the registered names; as ``"package.module:attr"``
 (imported on demand); among the entry points of group ``conlearn.<kind>s`` of installed
@@ -36,6 +37,7 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
         self._discovered = False
         self._broken: dict[str, str] = {}
+        self._lazy: dict[str, str] = {}
 
     def register(self, name: str, obj: T | None = None, *, replace: bool = False) -> Callable[[T], T] | T:
         """Register ``obj`` under ``name``; without ``obj`` return a decorator."""
@@ -49,15 +51,30 @@ class Registry(Generic[T]):
 
         return add(obj) if obj is not None else add
 
+    def register_lazy(self, name: str, target: str) -> None:
+        """Register ``name`` as ``"package.module:attr"``, imported on first :meth:`get`
+        (a domain's heavy imports, torch or OpenMM, are paid only when it is used)."""
+        if ":" not in target:
+            raise ValueError(f"{self.kind} {name!r}: lazy target must be 'package.module:attr', got {target!r}")
+        self._lazy[name] = target
+
     def names(self) -> list[str]:
         self._discover()
-        return sorted(self._items)
+        return sorted(set(self._items) | set(self._lazy))
 
     def __contains__(self, name: str) -> bool:
         return name in self._items or (":" not in name and name in self.names())
 
     def get(self, name: str) -> T:
         if name in self._items:
+            return self._items[name]
+        if name in self._lazy:
+            module, _, attr = self._lazy[name].partition(":")
+            try:
+                self._items[name] = getattr(importlib.import_module(module), attr)
+            except (ImportError, AttributeError) as err:
+                raise RegistryError(f"{self.kind} {name!r} ({self._lazy[name]}) failed to load: "
+                                    f"{type(err).__name__}: {err}") from None
             return self._items[name]
         if ":" in name:
             module, _, attr = name.partition(":")
@@ -100,3 +117,4 @@ TRAINERS: Registry = Registry("trainer")
 EXPLORERS: Registry = Registry("explorer")
 SELECTORS: Registry = Registry("selector")
 LABELERS: Registry = Registry("labeler")
+WORKFLOWS: Registry = Registry("workflow")  # whole runs behind `conlearn run` (see protocols.Workflow)

@@ -6,11 +6,11 @@
 from .base import Executor, InProcessExecutor, callback_as_completed
 from .local import LocalProcessExecutor, limit_threads
 from .resources import (CLUSTERS, ClusterSpec, ResourcesSpec, TaskResources, build_executor, job_script,
-                        load_resources, resources_from_dict)
+                        load_resources, resources_from_dict, default_executor)
 
 __all__ = ["Executor", "InProcessExecutor", "LocalProcessExecutor", "DaskExecutor", "callback_as_completed",
            "limit_threads", "CLUSTERS", "ClusterSpec", "ResourcesSpec", "TaskResources", "build_executor",
-           "job_script", "load_resources", "resources_from_dict"]
+           "job_script", "load_resources", "resources_from_dict", "default_executor"]
 
 
 def __getattr__(name: str):

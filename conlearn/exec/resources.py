@@ -228,3 +228,13 @@ def _batch(spec: ResourcesSpec) -> Executor:
             made[sig].adapt(minimum_jobs=t.min_jobs, maximum_jobs=t.max_jobs)
         clusters[kind] = made[sig]
     return DaskExecutor.from_clusters(clusters, default="explore")
+
+
+def default_executor(resources: str | None = None) -> Executor:
+    """The executor of ``conlearn run``/``demo``: the resources file when given, else one
+    local process per core."""
+    import os
+
+    if resources:
+        return build_executor(load_resources(resources))
+    return build_executor(resources_from_dict({"cluster": {"kind": "processes", "workers": os.cpu_count() or 1}}))

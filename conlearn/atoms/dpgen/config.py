@@ -150,6 +150,7 @@ class BatchGPSpec(GPSpec):
 
 
 class RunConfig(_Strict):
+    workflow: Literal["dpgen"] = Field("dpgen", description="which loop runs this config (conlearn.workflows)")
     type_map: list[str] = Field(min_length=1)
     reference: dict[str, Any] = {"kind": "emt"}
     structures: list[dict[str, Any]] = Field(min_length=1)
