@@ -13,40 +13,19 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from ase import units
 from ase.io import write
-from ase.md.langevinbaoab import LangevinBAOAB
 
 from ...core.records import Candidate, Condition, ExploredBatch, TaskContext, TrainResult
 from ..calculator import DeepPotCalculator
 from ..deeppot.model import load_model
 from ..frames import atoms_to_frame, frame_to_atoms
 from ..neighbors import NeighborError
-from ..thermal import thermalize
-
-GPA = units.GPa  # eV/Å³ per GPa
-
-
-def langevin_md(atoms, params: dict, rng: np.random.Generator):
-    """BAOAB Langevin MD of ``atoms`` for condition ``params`` (temperature K, pressure GPa or
-    None, dt_fs); velocities drawn from Maxwell-Boltzmann. Returns ``(dynamics, is_npt)``."""
-    temperature = float(params["temperature"])
-    thermalize(atoms, temperature, rng)
-    npt = params.get("pressure") is not None and bool(np.all(atoms.pbc))
-    kw = dict(externalstress=-float(params["pressure"]) * GPA, hydrostatic=True) if npt else {}
-    dt = float(params.get("dt_fs", 2.0)) * units.fs
-    with warnings.catch_warnings():  # ASE reports its heuristic barostat mass: expected
-        warnings.simplefilter("ignore", UserWarning)
-        dyn = LangevinBAOAB(atoms, dt, temperature_K=temperature, T_tau=100 * units.fs,
-                            P_tau=1000 * units.fs if npt else None, rng=rng, **kw)
-    return dyn, npt
-
+from ..md import langevin_md
 
 @dataclass(frozen=True)
 class MDExplorer:

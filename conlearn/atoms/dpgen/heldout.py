@@ -17,7 +17,7 @@ from ...core.manifest import atomic_write_bytes
 from ...core.records import Condition
 from ..calculator import DeepPotCalculator
 from ..frames import frame_to_atoms
-from .explorer import langevin_md
+from ..md import langevin_md
 
 
 def reference_frames(condition: Condition, reference, n_frames: int, n_steps: int, seed: int) -> list:

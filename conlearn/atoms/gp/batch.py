@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ...core.records import Candidate, Condition, ExploredBatch, TaskContext, TrainResult
-from ..dpgen.explorer import langevin_md
+from ..md import langevin_md
 from ..frames import atoms_to_frame, frame_stress, frame_to_atoms
 from .calculator import GPCalculator, MappedGPCalculator
 from .environment import Environments
@@ -171,7 +171,7 @@ def gp_deviation(gp: GaussianProcess, atoms) -> tuple[float, float, float, float
 
 @dataclass(frozen=True)
 class GPExplorer:
-    """Explorer protocol: Langevin MD (:func:`~conlearn.atoms.dpgen.explorer.langevin_md`: NVT,
+    """Explorer protocol: Langevin MD (:func:`~conlearn.atoms.md.langevin_md`: NVT,
     or NPT with a hydrostatic barostat on the GP's stress when the condition has a pressure)
     on the GP mean — the spline map when the trainer wrote one, else the exact mean — and
     every ``trj_freq`` steps a frame recorded with its deviation (:func:`gp_deviation`).
