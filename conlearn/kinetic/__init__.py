@@ -1,0 +1,1 @@
+"""Kinetic gas dynamics (BGK) domain: kinetic solver, baselines and the ML moment closure."""
