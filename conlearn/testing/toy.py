@@ -1,4 +1,5 @@
-"""A toy domain that runs the whole loop in a second: learn y = f(x) on [-2, 2].
+"""A toy domain (a cheap oracle for tests; the core is handed executors, it does not build them)
+that runs the whole loop in a second: learn y = f(x) on [-2, 2].
 
 * data:      payloads ``(x, y)`` (floats).
 * trainer:   a committee member is the piecewise-linear interpolant (2-nearest-neighbour
@@ -9,7 +10,7 @@
              the task seed and try number, so runs are reproducible) and with a "poisoned"
              x interval on which every try fails (such items end up quarantined).
 
-Run it: ``python -m conlearn.core.toy RUN_DIR [--call-log FILE] [--executor processes]``.
+Run it: ``python -m conlearn.testing.toy RUN_DIR [--call-log FILE] [--executor processes]``.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .loop import BatchLoop, LoopSettings
-from .manifest import atomic_write_bytes
-from .records import Candidate, Condition, ExploredBatch, TaskContext, TrainResult
-from .registry import EXPLORERS, LABELERS, TRAINERS
-from .selection import TrustWindowSelector
+from ..core.loop import BatchLoop, LoopSettings
+from ..core.manifest import atomic_write_bytes
+from ..core.records import Candidate, Condition, ExploredBatch, TaskContext, TrainResult
+from ..core.registry import EXPLORERS, LABELERS, TRAINERS
+from ..core.selection import TrustWindowSelector
 
 
 def true_f(x: float) -> float:

@@ -15,7 +15,7 @@ import pytest
 
 from conlearn.core import LoopSettings, Manifest
 from conlearn.core.manifest import read_records
-from conlearn.core.toy import FunctionLabeler, main as toy_main, toy_loop
+from conlearn.testing.toy import FunctionLabeler, main as toy_main, toy_loop
 from conlearn.exec import DaskExecutor, InProcessExecutor
 
 FLAKY = dict(fail_rate=0.2, nan_rate=0.1, poison=(0.50, 0.53))  # = the toy CLI's --flaky
@@ -105,7 +105,7 @@ def _run_and_kill(cmd, manifest, target, rng):
 def test_kill9_and_resume_loses_nothing_and_recomputes_no_recorded_label(reference, tmp_path, seed, executor):
     ref, ref_dir, ref_log = reference
     run_dir, log = tmp_path / "run", tmp_path / "calls.log"
-    cmd = [sys.executable, "-m", "conlearn.core.toy", str(run_dir), "--flaky", "--delay", "0.003",
+    cmd = [sys.executable, "-m", "conlearn.testing.toy", str(run_dir), "--flaky", "--delay", "0.003",
            "--call-log", str(log), "--executor", executor]
     n_total = _count_lines(ref_dir / "manifest.jsonl")
     rng = random.Random(seed)

@@ -7,7 +7,7 @@ import sys
 MODULES = [
     "conlearn.core", "conlearn.core.loop", "conlearn.core.manifest", "conlearn.core.observers",
     "conlearn.core.protocols", "conlearn.core.records", "conlearn.core.registry", "conlearn.core.report",
-    "conlearn.core.selection", "conlearn.core.tasks", "conlearn.core.toy", "conlearn.core.progress",
+    "conlearn.core.selection", "conlearn.core.tasks", "conlearn.testing.toy", "conlearn.core.progress",
     "conlearn.workflows",
     "conlearn.exec", "conlearn.exec.base", "conlearn.exec.local", "conlearn.exec.dask", "conlearn.exec.resources",
 ]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import pytest
 
 from conlearn.core import BaseObserver, LoopSettings, Manifest, StageError, TrainResult
-from conlearn.core.toy import FunctionLabeler, InterpTrainer, toy_loop
+from conlearn.testing.toy import FunctionLabeler, InterpTrainer, toy_loop
 from conlearn.exec import InProcessExecutor
 
 
@@ -157,7 +157,7 @@ class _FollowingExplorer:
     """Toy explorer whose next interval starts where the last batch's samples ended."""
 
     def explore(self, models, condition, ctx):
-        from conlearn.core.toy import UniformExplorer
+        from conlearn.testing.toy import UniformExplorer
 
         b = UniformExplorer(20).explore(models, condition, ctx)
         return type(b)(condition=b.condition, candidates=b.candidates,

@@ -4,7 +4,7 @@ import json
 import logging
 
 from conlearn.core import LoggingObserver, SummaryFileObserver
-from conlearn.core.toy import FunctionLabeler, toy_loop
+from conlearn.testing.toy import FunctionLabeler, toy_loop
 from conlearn.exec import InProcessExecutor
 
 

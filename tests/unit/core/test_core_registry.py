@@ -45,7 +45,7 @@ def test_builtin_components_are_registered():
     assert SELECTORS.get("trust-window") is TrustWindowSelector
     sel = SELECTORS.build("trust-window", lo=0.05, hi=0.2, threshold=0.99)
     assert (sel.lo, sel.hi, sel.threshold) == (0.05, 0.2, 0.99)
-    import conlearn.core.toy as toy
+    import conlearn.testing.toy as toy
 
     assert TRAINERS.get("toy1d") is toy.InterpTrainer
     assert EXPLORERS.get("toy1d") is toy.UniformExplorer

@@ -10,7 +10,7 @@ from conlearn import cli
 from conlearn.configfile import ConfigError
 from conlearn.core import WORKFLOWS, Registry, RegistryError, Workflow
 from conlearn.core.manifest import atomic_write_bytes
-from conlearn.core.toy import toy_loop
+from conlearn.testing.toy import toy_loop
 from conlearn.exec import InProcessExecutor
 from conlearn.workflows import BUILTIN, workflow_of_config, workflow_of_run
 
