@@ -33,10 +33,11 @@ def cmd_train(args) -> int:
 def cmd_test(args) -> int:
     from .atoms.dataset import load_systems
     from .atoms.deeppot.evaluate import score_models
-    from .atoms.deeppot.model import default_device, load_model
+    from .atoms.deeppot.model import check_committee, default_device, load_model
 
     device = args.device or default_device()
     models = [load_model(m, device) for m in args.model]
+    check_committee(models, args.model)  # one type map, rcut and sel, or the RMSEs are wrong
     systems = load_systems(args.data)
     plot_dir = Path(args.output) if args.output else Path(args.model[0]).resolve().parent / "test"
     res = score_models(models, systems, plot_dir=plot_dir)

@@ -16,7 +16,7 @@ import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from .deeppot.committee import StackedCommittee, stackable
-from .deeppot.model import DeepPot, load_model, types_for
+from .deeppot.model import DeepPot, load_model, types_for, check_committee
 from .stress import virial_to_stress
 
 
@@ -104,6 +104,11 @@ def load_calculator(paths: str | Path | list, device: str | None = None) -> Deep
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
+    paths = list(paths)
+    if not paths:
+        raise ValueError("no model given")
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return DeepPotCalculator([load_model(p, device) for p in paths])
+    models = [load_model(p, device) for p in paths]
+    check_committee(models, paths)
+    return DeepPotCalculator(models)

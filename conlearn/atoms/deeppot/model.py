@@ -132,16 +132,38 @@ class DeepPot(nn.Module):
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> DeepPot:
-    """Load a saved DeepPot (``model.pt``) onto ``device``."""
+    """Load a saved DeepPot (``model.pt``) onto ``device``; a missing, truncated or non-model
+    file is an error naming the file and what is wrong."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} does not exist")
-    data = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # zip/pickle/EOF errors of a truncated or foreign file
+        raise ValueError(f"{path}: not a readable conlearn model file "
+                         f"({type(err).__name__}: {str(err)[:120]})") from None
+    if not isinstance(data, dict) or "spec" not in data:
+        raise ValueError(f"{path}: not a conlearn DeepPot model file (no model spec inside; "
+                         f"a checkpoint or another program's file?)")
     try:
         model = DeepPot.deserialize(data)
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
+    except (ValueError, KeyError, TypeError, RuntimeError) as err:
+        raise ValueError(f"{path}: {type(err).__name__}: {err}") from None
     return model.to(device).eval()
+
+
+def check_committee(models: list["DeepPot"], paths: list) -> None:
+    """Models evaluated together (a committee mean) must share type_map, rcut and sel: one
+    neighbour list and one type index serve them all. The error names the files."""
+    if not models:
+        raise ValueError("no model given")
+    ref = models[0]
+    for m, p in zip(models[1:], paths[1:]):
+        for what in ("type_map", "rcut", "sel"):
+            a, b = getattr(ref.spec, what), getattr(m.spec, what)
+            if a != b:
+                raise ValueError(f"models {paths[0]} and {p} differ in {what} ({a} vs {b}); "
+                                 "a committee needs one; test them one at a time")
 
 
 def default_device() -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -81,6 +82,35 @@ def validate(model: DeepPot, fs: FrameSet, batches) -> dict:
     return res
 
 
+def read_checkpoint(path: Path) -> dict:
+    """A training checkpoint; a truncated or foreign file is an error naming it."""
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise ValueError(f"{path}: not a readable checkpoint ({type(err).__name__}: {str(err)[:120]}); "
+                         "move it away to start the training afresh") from None
+    if not isinstance(ck, dict) or not isinstance(ck.get("model"), dict) or "spec" not in ck["model"]:
+        raise ValueError(f"{path}: not a conlearn training checkpoint; move it away to start afresh")
+    return ck
+
+
+RESUME_KEYS = ("type_map", "rcut", "rcut_smth", "neuron", "axis_neuron", "type_one_side", "embed_resnet_dt",
+               "fitting_neuron", "fitting_resnet_dt", "precision")
+
+
+def check_resume_spec(cfg: TrainConfig, recorded: dict, path: Path) -> None:
+    """Resuming into an output directory must use the model the checkpoint holds: a changed
+    model section (or rcut) would otherwise be silently ignored. ``sel`` is compared when the
+    config gives it explicitly ("auto" is resolved from the data at the first start)."""
+    sel = cfg.model.descriptor.sel
+    want = asdict(cfg.spec(sel if isinstance(sel, list) else recorded.get("sel", [])))
+    keys = RESUME_KEYS + (("sel",) if isinstance(sel, list) else ())
+    diff = [f"{k}: {recorded.get(k)!r} -> {want[k]!r}" for k in keys if recorded.get(k) != want[k]]
+    if diff:
+        raise ValueError(f"{path} holds a training begun with another model ({'; '.join(diff)}); "
+                         "use a new output directory (-o) or the original model section")
+
+
 class Trainer:
     """Runs one training described by a TrainConfig into ``out_dir``."""
 
@@ -102,7 +132,8 @@ class Trainer:
         self.wall_before = 0.0
         built = []
         if self.ckpt_path.exists():
-            ck = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
+            ck = read_checkpoint(self.ckpt_path)
+            check_resume_spec(cfg, ck["model"]["spec"], self.ckpt_path)
             self.model = DeepPot.deserialize(ck["model"])
             self.log(f"resuming from {self.ckpt_path} at step {ck['step']}")
         else:
