@@ -1,0 +1,85 @@
+"""Navier-Stokes equations of the BGK gas (Pr = 1) on the kinetic solver's cells.
+
+    sigma = -(4/3) mu u_x,   q = -(5/2) mu T_x,   mu = Kn*T,
+
+added to the Euler fluxes of :mod:`conlearn.kinetic.euler`. Each step is split (Lie):
+the explicit Euler step (MUSCL-HLLC, SSP-RK2, dt = cfl*dx/max(|u| + c)), then a backward-Euler
+viscous step with mu frozen at the intermediate state, so large Kn needs no viscous time-step
+limit: momentum  rho (u' - u*)/dt = D(4/3 mu D u'),  then energy in conservative form
+E' = E* + dt D(4/3 mu u' D u' + 5/2 mu D T'), linear in T' (tridiagonal, periodic corners).
+Both conserve mass, momentum and energy to round-off on a periodic domain. Neumann boundaries
+have no viscous flux through them.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import spsolve
+
+from .euler import check_positive, euler_rhs, max_speed, prepare, result, ssp_rk2, to_primitive
+
+
+def face_coefficient(a: np.ndarray, bc: str) -> np.ndarray:
+    """Face values [nx + 1] (faces 0 .. nx) of the cell values a [nx]; zero at Neumann walls."""
+    af = np.empty(a.size + 1)
+    af[1:-1] = 0.5 * (a[1:] + a[:-1])
+    if bc == "periodic":
+        af[0] = af[-1] = 0.5 * (a[0] + a[-1])
+    else:
+        af[0] = af[-1] = 0.0
+    return af
+
+
+def diffusion_matrix(af: np.ndarray, dx: float, bc: str) -> sp.csc_matrix:
+    """L [nx, nx] with (L y)_i = (af_{i+1}(y_{i+1} - y_i) - af_i (y_i - y_{i-1}))/dx^2."""
+    nx = af.size - 1
+    lo, hi = af[:-1] / dx**2, af[1:] / dx**2
+    L = sp.diags([-(lo + hi), hi[:-1], lo[1:]], [0, 1, -1], shape=(nx, nx), format="lil")
+    if bc == "periodic":
+        L[nx - 1, 0] = hi[-1]
+        L[0, nx - 1] = lo[0]
+    return L.tocsc()
+
+
+def viscous_step(U: np.ndarray, kn: float, dt: float, dx: float, bc: str) -> np.ndarray:
+    """Backward-Euler viscous update of U [nx, 3] over dt (mu = Kn*T frozen)."""
+    rho, u, p = to_primitive(U)
+    T = p / rho
+    mu = kn * T
+    a = face_coefficient(4.0 / 3.0 * mu, bc)
+    b = face_coefficient(2.5 * mu, bc)
+    u_new = spsolve(sp.diags(rho / dt) - diffusion_matrix(a, dx, bc), rho * u / dt)
+    uf = face_coefficient(u_new, bc) if bc == "periodic" else _inner_faces(u_new)
+    ux = np.empty(u.size + 1)
+    ux[1:-1] = np.diff(u_new) / dx
+    ux[0] = ux[-1] = (u_new[0] - u_new[-1]) / dx if bc == "periodic" else 0.0
+    work = a * uf * ux
+    rhs = U[:, 2] - 0.5 * rho * u_new**2 + dt * np.diff(work) / dx
+    T_new = spsolve(sp.diags(1.5 * rho / dt) - diffusion_matrix(b, dx, bc), rhs / dt)
+    return np.stack([rho, rho * u_new, 0.5 * rho * u_new**2 + 1.5 * rho * T_new], -1)
+
+
+def _inner_faces(y: np.ndarray) -> np.ndarray:
+    yf = np.zeros(y.size + 1)
+    yf[1:-1] = 0.5 * (y[1:] + y[:-1])
+    return yf
+
+
+def ns_solve(x, rho, u, T, kn, t_end, bc: str = "periodic", *, cfl: float = 0.5) -> dict:
+    """Navier-Stokes solution at t_end from rho, u, T [nx] on cell centres x [nx], mu = Kn*T.
+
+    Returns {"x", "rho", "u", "T"} [nx], "steps", "wall_s".
+    """
+    t0 = time.perf_counter()
+    dx, U, kn, idx, t_end = prepare(x, rho, u, T, kn, t_end, bc)
+    t, steps = 0.0, 0
+    while t < t_end * (1 - 1e-14):
+        dt = min(cfl * dx / max_speed(U), t_end - t)
+        U = ssp_rk2(U, lambda V: euler_rhs(V, idx, dx), dt)
+        U = viscous_step(U, kn, dt, dx, bc)
+        t, steps = t + dt, steps + 1
+        check_positive(U, t, "ns_solve")
+    return result(x, U, steps, t0)
