@@ -15,10 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
 
 from ...configfile import ConfigError, read_raw, validate
-from ..deeppot.config import ModelConfig
+from ..deeppot.config import LearningRateConfig, LossConfig, ModelConfig
 from ..initial import resolve_structure_files
 from ..otf.config import GPSpec, KernelSpec
 
@@ -54,9 +54,11 @@ class TrainingSettings(_Strict):
                                 "(warm start, from reuse_start_lr) on the whole data set; None: no final training")
     final_from_scratch: bool = Field(False, description="the final training starts from new weights (learning_rate "
                                                         "as given) instead of the members' last models")
-    learning_rate: dict[str, Any] = {"start_lr": 1e-3, "stop_lr": 1e-5, "decay_steps": 100}
-    loss: dict[str, Any] = {"start_pref_e": 0.02, "limit_pref_e": 2, "start_pref_f": 1000,
-                            "limit_pref_f": 1, "start_pref_v": 0.0, "limit_pref_v": 0.0}
+    # typed sections: a misspelt key (stop_lr -> stop_rl) is an error at load, naming its line
+    learning_rate: LearningRateConfig = Field(
+        default_factory=lambda: LearningRateConfig(start_lr=1e-3, stop_lr=1e-5, decay_steps=100))
+    loss: LossConfig = Field(default_factory=lambda: LossConfig(
+        start_pref_e=0.02, limit_pref_e=2, start_pref_f=1000, limit_pref_f=1, start_pref_v=0.0, limit_pref_v=0.0))
     disp_freq: int = Field(100, ge=1)
 
 
@@ -65,7 +67,7 @@ class ExplorationStage(_Strict):
 
     iterations: Optional[list[int]] = Field(None, description="iterations using this stage; None: the rest")
     structures: list[str] | str = "all"
-    temperatures: list[float] = Field(min_length=1)
+    temperatures: list[PositiveFloat] = Field(min_length=1, description="K, > 0")
     pressures: list[Optional[float]] = [None]
     n_steps: int = Field(1000, ge=1)
     dt_fs: float = Field(2.0, gt=0)
@@ -114,7 +116,7 @@ class HeldOut(_Strict):
 
     n_frames: int = Field(10, ge=1)
     n_steps: int = Field(400, ge=1)
-    temperatures: Optional[list[float]] = None
+    temperatures: Optional[list[PositiveFloat]] = None
 
 
 class BatchGPSpec(GPSpec):
@@ -224,4 +226,36 @@ def read_run_config(path: str | Path) -> RunConfig:
             line = lines.get(("initial", "data", i)) or lines.get(("initial", "data"))
             raise ConfigError(f"invalid config:\n  {path}:{line}: initial.data[{i}]: {p} does not exist")
         resolved.append(str(p))
-    return cfg.model_copy(update={"initial": cfg.initial.model_copy(update={"data": resolved})})
+    cfg = cfg.model_copy(update={"initial": cfg.initial.model_copy(update={"data": resolved})})
+    check_structures(cfg, str(path), lines)
+    return cfg
+
+
+def check_structures(cfg: RunConfig, source: str, lines: dict) -> None:
+    """Every structure is built (files read, overlaps checked), its elements are in
+    ``type_map``, and every exploration stage names existing structures: found at load,
+    before a run directory is written or a reference call is spent."""
+    from ..initial import build_structures
+
+    try:
+        structs = build_structures(cfg.structures)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        raise ConfigError(f"invalid config:\n  {source}:{lines.get(('structures',))}: structures: {err}") from None
+    names = [n for n, _ in structs]
+    specs = [s.get("name") for s in cfg.structures]
+    for name, atoms in structs:
+        missing = sorted(set(atoms.get_chemical_symbols()) - set(cfg.type_map))
+        if missing:
+            k = next((i for i, n in enumerate(specs) if n and (name == n or name.startswith(f"{n}-"))), None)
+            line = lines.get(("structures", k)) if k is not None else lines.get(("structures",))
+            raise ConfigError(f"invalid config:\n  {source}:{line}: structure {name!r} has element(s) {missing} "
+                              f"not in type_map {list(cfg.type_map)}")
+    for i, st in enumerate(cfg.exploration):
+        if st.structures == "all":
+            continue
+        wanted = [st.structures] if isinstance(st.structures, str) else list(st.structures)
+        unknown = [n for n in wanted if n not in names]
+        if unknown:
+            line = lines.get(("exploration", i, "structures"))
+            raise ConfigError(f"invalid config:\n  {source}:{line}: exploration[{i}].structures: unknown "
+                              f"structure(s) {unknown}; defined: {names} (or 'all')")

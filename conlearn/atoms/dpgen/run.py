@@ -156,7 +156,7 @@ def deeppot_components(cfg: RunConfig):
     t = cfg.training
     trainer = DeepPotTrainer(model=cfg.model_section(), numb_steps=t.numb_steps,
                              reuse_numb_steps=t.reuse_numb_steps, reuse_start_lr=t.reuse_start_lr,
-                             learning_rate=dict(t.learning_rate), loss=dict(t.loss), disp_freq=t.disp_freq,
+                             learning_rate=t.learning_rate.model_dump(), loss=t.loss.model_dump(), disp_freq=t.disp_freq,
                              final_numb_steps=t.final_numb_steps, final_from_scratch=t.final_from_scratch)
     s = cfg.selection
     explorer = MDExplorer(stop_devi_f=cfg.md.stop_devi_f, drive=cfg.md.drive,
