@@ -10,7 +10,7 @@ on the uniform cells of [0, 1] (see :mod:`conlearn.kinetic.fv`), with
   discrete Maxwellian (moments equal to those of (g, h) to round-off), Strang split around the
   transport (consecutive half-steps merged: exact, as g_M does not change during relaxation).
 
-The time step is set by transport alone, dt = cfl*dx/vmax: small Kn is not stiff (asymptotic
+The time step is set by transport alone, dt = cfl*dx/vmax (cfl = 0.8): small Kn is not stiff (asymptotic
 preserving: as Kn -> 0 the scheme becomes a kinetic scheme for the Euler equations).
 """
 
@@ -62,11 +62,13 @@ def relax(q: np.ndarray, kn: float, dt: float, grid: VelocityGrid) -> np.ndarray
 
 
 def kinetic_solve(x, rho, u, T, kn, t_end, bc: str = "periodic", *, grid: VelocityGrid | None = None,
-                  cfl: float = 0.5, save_times=None, q0: np.ndarray | None = None) -> dict:
+                  cfl: float = 0.8, save_times=None, q0: np.ndarray | None = None) -> dict:
     """Solve BGK from the Maxwellian of rho, u, T [nx] (or from q0 [2, nx, nv]) to t_end.
 
     x: uniform cell centres [nx] of [0, 1]; kn > 0; bc "periodic" | "neumann";
-    grid: velocity grid (default grid_for_state of the initial state); cfl <= 1.
+    grid: velocity grid (default grid_for_state of the initial state); cfl <= 1 (MUSCL-Hancock
+    is positive up to 1; 0.8 was as accurate as 0.5 on the wave and Sod at Kn 1e-3 and 1e-2, and
+    1.6x cheaper).
     Returns {"x", "rho", "u", "T"} at t_end [nx], "grid", "steps", "wall_s", and with
     save_times [ns]: "t" [ns], "g", "h" [ns, nx, nv] at those times.
     """
@@ -101,6 +103,7 @@ def kinetic_solve(x, rho, u, T, kn, t_end, bc: str = "periodic", *, grid: Veloci
             saved.append(relax(q, kn, pending, grid) if pending else q.copy())
     q = relax(q, kn, pending, grid)
     r, uu, TT = primitive(conserved(q[0], q[1], grid))
+    check_grid(grid, uu, TT, where=f"kinetic_solve at t = {t:.4g} (pass a wider grid)")
     out = {"x": np.asarray(x, float), "rho": r, "u": uu, "T": TT, "grid": grid, "steps": steps}
     if save_times is not None:
         out["t"] = times

@@ -44,12 +44,8 @@ def ghost_index(nx: int, bc: str) -> np.ndarray:
 
 
 def van_leer(a, b):
-    """Van Leer limited slope of the one-sided differences a, b (same shape)."""
-    ab = a * b
-    s = a + b
-    out = np.zeros_like(ab)
-    np.divide(2.0 * ab, s, out=out, where=ab > 0)
-    return out
+    """Van Leer limited slope 2ab/(a + b) where ab > 0, else 0, of the one-sided differences a, b."""
+    return (2.0 * np.maximum(a * b, 0.0)) / (a + b + 1e-300)
 
 
 def minmod(a, b):

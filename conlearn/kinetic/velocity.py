@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 # vmax >= max|u| + SPREAD_MIN*sqrt(T) is required of a grid (input check); grids made by
-# grid_for_state use SPREAD (Gaussian tail below 1e-12 of the peak beyond the last node).
+# grid_for_state use SPREAD (Gaussian tail below 3e-11 of the peak beyond the last node).
 SPREAD_MIN = 5.0
-SPREAD = 7.5
+SPREAD = 7.0
 # trapezoid moments of a Gaussian of width s on spacing dv err by ~exp(-2 pi^2 s^2/dv^2):
 # dv <= 0.75 s keeps them below 1e-15; dv > 1.2 s (error > 1e-6) is refused.
 DV_PER_SIGMA = 0.75
@@ -69,13 +69,14 @@ def velocity_grid(nv: int = 64, vmax: float = 8.0) -> VelocityGrid:
 def grid_for_state(rho, u, T, *, dv_max: float = 0.2, nv_min: int = 32) -> VelocityGrid:
     """A grid wide enough for the states (rho, u, T) [...] and fine enough for their Maxwellians.
 
-    vmax = max|u| + 7.5 sqrt(max T) (times 1.1 for heating by shocks); dv = min(dv_max,
-    0.75 sqrt(min T)), so discrete Maxwellian moments are exact to round-off. dv_max bounds
-    the ray effect of free streaming (a staircase of step dv*t in x).
+    vmax = max|u| + 7 sqrt(max T + max u^2) (the u^2 allows for heating where streams collide);
+    dv = min(dv_max, 0.75 sqrt(min T)), so discrete Maxwellian moments are exact to round-off.
+    dv_max bounds the ray effect of free streaming (a staircase of step dv*t in x).
     """
     del rho
     u, T = np.asarray(u, float), np.asarray(T, float)
-    vmax = 1.1 * (np.max(np.abs(u)) + SPREAD * np.sqrt(np.max(T)))
+    umax = np.max(np.abs(u))
+    vmax = umax + SPREAD * np.sqrt(np.max(T) + umax**2)
     dv = min(dv_max, DV_PER_SIGMA * np.sqrt(np.min(T)))
     nv = max(nv_min, 2 * int(np.ceil(vmax / dv)))
     return velocity_grid(nv, vmax)
