@@ -1,13 +1,13 @@
 """deepmd-kit (PyTorch backend) reference runs for conlearn benchmarks.
 
 Everything deepmd-related runs in subprocesses of a separate venv (default
-``/tmp/anchor-dp``, created by ``install_deepmd_kit.sh``), so importing this
+``$CONLEARN_DEEPMD_VENV``, default ``anchor-dp`` in the temp directory, created by ``install_deepmd_kit.sh``), so importing this
 module needs only the standard library and numpy, and deepmd/torch are never
 imported into the caller's process.
 
 Functions
 ---------
-ensure_installed(venv="/tmp/anchor-dp") -> str | None
+ensure_installed(venv=DEFAULT_VENV) -> str | None
     Path of the venv's ``dp`` executable, installing deepmd-kit when missing;
     None (with a printed reason) when it cannot be installed.
 train(input_json, workdir, budget_s, threads=1, venv=...) -> dict
@@ -34,7 +34,7 @@ Threads: OMP_NUM_THREADS, DP_INTRA_OP_PARALLELISM_THREADS and
 DP_INTER_OP_PARALLELISM_THREADS are all set to *threads* in the subprocess.
 
 Run as a script for a quick end-to-end check (water example, short budget):
-    python benchmarks/deepmd_ref.py --budget 90 --workdir /tmp/dp_ref_check
+    python benchmarks/deepmd_ref.py --budget 90 --workdir WORKDIR
 """
 
 from __future__ import annotations
@@ -46,18 +46,19 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np  # noqa: F401  (allowed at import; used by callers' convenience)
 
-DEFAULT_VENV = "/tmp/anchor-dp"
+# where deepmd-kit lives: $CONLEARN_DEEPMD_VENV, else a folder in the system temp directory
+DEFAULT_VENV = os.environ.get("CONLEARN_DEEPMD_VENV") or str(Path(tempfile.gettempdir()) / "anchor-dp")
 _HERE = Path(__file__).resolve().parent
 _INSTALL_SCRIPTS = [
     Path(os.environ["DEEPMD_INSTALL_SCRIPT"]) if os.environ.get("DEEPMD_INSTALL_SCRIPT") else None,
     _HERE / "install_deepmd_kit.sh",
     _HERE.parent.parent / "shared" / "bench" / "install_deepmd_kit.sh",
-    Path("/work/shared/bench/install_deepmd_kit.sh"),
 ]
 
 
@@ -353,7 +354,10 @@ def time_inference(checkpoint, system_dir, n_frames: int = 10, threads: int = 1,
 
 
 # --------------------------------------------------------------------------- demo
-def water_example_input(data_root="/work/shared/data/water", disp_freq=10, save_freq=50,
+WATER = _HERE.parent.parent / "shared" / "data" / "water"  # ../shared beside the checkout
+
+
+def water_example_input(data_root=WATER, disp_freq=10, save_freq=50,
                         example=_HERE.parent / "examples" / "water" / "input.json") -> dict:
     """deepmd's se_e2_a water example, with absolute paths (train data_0..2, valid data_3)."""
     with open(example) as f:
@@ -371,7 +375,7 @@ def _main(argv=None) -> int:
     import argparse
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--budget", type=float, default=90.0)
-    ap.add_argument("--workdir", default="/tmp/dp_ref_check")
+    ap.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "dp_ref_check"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--venv", default=DEFAULT_VENV)
     ap.add_argument("--save-freq", type=int, default=50)
@@ -387,9 +391,9 @@ def _main(argv=None) -> int:
     if tr["checkpoint"] is None:
         print("no checkpoint written; lower --save-freq or raise --budget")
         return 1
-    te = test(tr["checkpoint"], "/work/shared/data/water/data_3", threads=a.threads, venv=a.venv)
+    te = test(tr["checkpoint"], WATER / "data_3", threads=a.threads, venv=a.venv)
     print("test:", json.dumps(te, indent=1), flush=True)
-    ti = time_inference(tr["checkpoint"], "/work/shared/data/water/data_3", threads=a.threads,
+    ti = time_inference(tr["checkpoint"], WATER / "data_3", threads=a.threads,
                         venv=a.venv)
     print(f"inference: {ti:.4f} s/frame ({a.threads} thread(s))")
     return 0
