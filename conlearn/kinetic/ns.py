@@ -16,8 +16,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.linalg import spsolve
+from scipy.linalg import solve_banded
 
 from .euler import check_positive, euler_rhs, max_speed, prepare, result, ssp_rk2, to_primitive
 
@@ -33,15 +32,28 @@ def face_coefficient(a: np.ndarray, bc: str) -> np.ndarray:
     return af
 
 
-def diffusion_matrix(af: np.ndarray, dx: float, bc: str) -> sp.csc_matrix:
-    """L [nx, nx] with (L y)_i = (af_{i+1}(y_{i+1} - y_i) - af_i (y_i - y_{i-1}))/dx^2."""
-    nx = af.size - 1
+def solve_implicit(d: np.ndarray, af: np.ndarray, y: np.ndarray, dx: float, bc: str) -> np.ndarray:
+    """Solve (diag(d) - L) z = y [nx], (L z)_i = (af_{i+1}(z_{i+1} - z_i) - af_i (z_i - z_{i-1}))/dx^2.
+
+    af: face coefficients [nx + 1]; periodic corners by Sherman-Morrison on a banded solve.
+    """
     lo, hi = af[:-1] / dx**2, af[1:] / dx**2
-    L = sp.diags([-(lo + hi), hi[:-1], lo[1:]], [0, 1, -1], shape=(nx, nx), format="lil")
-    if bc == "periodic":
-        L[nx - 1, 0] = hi[-1]
-        L[0, nx - 1] = lo[0]
-    return L.tocsc()
+    ab = np.zeros((3, d.size))
+    ab[0, 1:] = -hi[:-1]
+    ab[1] = d + lo + hi
+    ab[2, :-1] = -lo[1:]
+    if bc != "periodic":
+        return solve_banded((1, 1), ab, y)
+    alpha, beta = -hi[-1], -lo[0]        # A[n-1, 0], A[0, n-1]
+    gamma = -ab[1, 0]
+    ab[1, 0] -= gamma
+    ab[1, -1] -= alpha * beta / gamma
+    u = np.zeros_like(y)
+    u[0], u[-1] = gamma, alpha
+    yz = solve_banded((1, 1), ab, np.stack([y, u], -1))
+    vy = yz[0, 0] + beta / gamma * yz[-1, 0]
+    vz = yz[0, 1] + beta / gamma * yz[-1, 1]
+    return yz[:, 0] - vy / (1.0 + vz) * yz[:, 1]
 
 
 def viscous_step(U: np.ndarray, kn: float, dt: float, dx: float, bc: str) -> np.ndarray:
@@ -51,14 +63,14 @@ def viscous_step(U: np.ndarray, kn: float, dt: float, dx: float, bc: str) -> np.
     mu = kn * T
     a = face_coefficient(4.0 / 3.0 * mu, bc)
     b = face_coefficient(2.5 * mu, bc)
-    u_new = spsolve(sp.diags(rho / dt) - diffusion_matrix(a, dx, bc), rho * u / dt)
+    u_new = solve_implicit(rho / dt, a, rho * u / dt, dx, bc)
     uf = face_coefficient(u_new, bc) if bc == "periodic" else _inner_faces(u_new)
     ux = np.empty(u.size + 1)
     ux[1:-1] = np.diff(u_new) / dx
     ux[0] = ux[-1] = (u_new[0] - u_new[-1]) / dx if bc == "periodic" else 0.0
     work = a * uf * ux
     rhs = U[:, 2] - 0.5 * rho * u_new**2 + dt * np.diff(work) / dx
-    T_new = spsolve(sp.diags(1.5 * rho / dt) - diffusion_matrix(b, dx, bc), rhs / dt)
+    T_new = solve_implicit(1.5 * rho / dt, b, rhs / dt, dx, bc)
     return np.stack([rho, rho * u_new, 0.5 * rho * u_new**2 + 1.5 * rho * T_new], -1)
 
 
