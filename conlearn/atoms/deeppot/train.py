@@ -94,6 +94,23 @@ def read_checkpoint(path: Path) -> dict:
     return ck
 
 
+def warn_missing_labels(cfg: TrainConfig, systems: list[System], log) -> list[str]:
+    """Say once per training system when the loss asks for a label the system lacks (forces
+    or virials with a non-zero prefactor, energies likewise): it then trains without them."""
+    c = cfg.loss
+    wanted = {"forces": max(c.start_pref_f, c.limit_pref_f), "energies": max(c.start_pref_e, c.limit_pref_e),
+              "virials": max(c.start_pref_v, c.limit_pref_v)}
+    msgs = []
+    for s in systems:
+        lacking = [k for k, pref in wanted.items() if pref > 0 and getattr(s, k) is None]
+        if lacking:
+            files = {"forces": "force.npy", "energies": "energy.npy", "virials": "virial.npy"}
+            msgs.append(f"warning: {s.name} has no {', '.join(lacking)} ({', '.join(files[k] for k in lacking)}) "
+                        f"although the loss asks for them: this system trains without them")
+            log(msgs[-1])
+    return msgs
+
+
 RESUME_KEYS = ("type_map", "rcut", "rcut_smth", "neuron", "axis_neuron", "type_one_side", "embed_resnet_dt",
                "fitting_neuron", "fitting_resnet_dt", "precision")
 
@@ -126,6 +143,7 @@ class Trainer:
         if valid_systems is None and t.validation_data is not None:
             valid_systems = load_systems(t.validation_data.systems, base_dir=cfg.base_dir)
         self.valid_systems = valid_systems or []
+        warn_missing_labels(cfg, self.train_systems, self.log)
         self.ckpt_path = self.out / "checkpoint.pt"
         self.seed = t.seed if t.seed is not None else 0
         self.step = 0

@@ -91,3 +91,20 @@ def test_resume_with_changed_model_section_is_refused(tmp_path, water_dir):
     (out / "checkpoint.pt").write_bytes(b"garbage")
     with pytest.raises(ValueError, match=r"checkpoint.pt: not a readable checkpoint"):
         Trainer(read_train_config(write_cfg(tmp_path / "d.yaml", same)), out, log=lambda m: None, plot=False)
+
+
+def test_missing_forces_are_said_once_per_system(tmp_path, water_dir):
+    from conlearn.atoms.deeppot.train import warn_missing_labels
+
+    s = read_deepmd(water_dir / "data_0").subset(slice(0, 2))
+    write_deepmd(s, tmp_path / "full")
+    write_deepmd(s, tmp_path / "noforce")
+    for f in (tmp_path / "noforce").glob("set.*/force.npy"):
+        f.unlink()
+    cfg = read_train_config(write_cfg(tmp_path / "c.yaml", small_config([tmp_path / "full", tmp_path / "noforce"],
+                                                                       tmp_path / "full")))
+    systems = [read_deepmd(tmp_path / "full"), read_deepmd(tmp_path / "noforce")]
+    logged = []
+    msgs = warn_missing_labels(cfg, systems, logged.append)
+    assert len(msgs) == 1 and logged == msgs
+    assert "noforce has no forces (force.npy) although the loss asks for them" in msgs[0]
