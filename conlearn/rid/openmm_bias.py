@@ -37,10 +37,11 @@ class NumpyEnsembleBias:
         jj, kk = np.triu_indices(self.d)
         self.pairs = (jj, kk)                                  # second-derivative rows (j <= k)
 
-    def _features(self, s: np.ndarray) -> np.ndarray:
-        """Rows [n, R, F]: value, d first derivatives, d(d+1)/2 second derivatives of the features."""
+    def _features(self, s: np.ndarray, second: bool) -> np.ndarray:
+        """Rows [n, R, F]: value, d first derivatives (and with ``second`` the d(d+1)/2 second
+        derivatives, j <= k) of the features."""
         n, d = s.shape
-        jj, kk = self.pairs
+        jj, kk = self.pairs if second else (np.zeros(0, int), np.zeros(0, int))
         cols = []
         for j, p in enumerate(self.periodic):
             rows = np.zeros((n, 1 + d + len(jj)))
@@ -49,8 +50,9 @@ class NumpyEnsembleBias:
                 rc, rs = rows.copy(), rows
                 rc[:, 0], rc[:, 1 + j] = c, -si
                 rs[:, 0], rs[:, 1 + j] = si, c
-                diag = 1 + d + np.flatnonzero((jj == j) & (kk == j))[0]
-                rc[:, diag], rs[:, diag] = -c, -si
+                if second:
+                    diag = 1 + d + np.flatnonzero((jj == j) & (kk == j))[0]
+                    rc[:, diag], rs[:, diag] = -c, -si
                 cols += [rc, rs]
             else:
                 rows[:, 0] = (s[:, j] - self.shift[j]) / self.scale[j]
@@ -58,14 +60,15 @@ class NumpyEnsembleBias:
                 cols.append(rows)
         return np.stack(cols, axis=-1)
 
-    def members(self, s: np.ndarray) -> np.ndarray:
-        """A_m and its derivatives: [M, n, R] rows (value, dA/ds_j, d2A/ds_j ds_k for j <= k)."""
+    def members(self, s: np.ndarray, second: bool = True) -> np.ndarray:
+        """A_m and its derivatives: [M, n, R] rows (value, dA/ds_j, and with ``second``
+        d2A/ds_j ds_k for j <= k)."""
         d = self.d
-        jj, kk = self.pairs
-        x = np.broadcast_to(self._features(s), (self.w[0].shape[0],) + self._features(s).shape[:0] +
-                            self._features(s).shape) if False else self._features(s)[None]  # [1, n, R, F]
+        jj, kk = self.pairs if second else (np.zeros(0, int), np.zeros(0, int))
+        x = self._features(s, second)[None]                    # [1, n, R, F]
+        n, r = x.shape[1:3]
         for k in range(self.n_layers - 1):
-            z = np.einsum("mnrf,mfh->mnrh", np.broadcast_to(x, (self.w[k].shape[0],) + x.shape[1:]), self.w[k])
+            z = np.matmul(x.reshape(x.shape[0], n * r, -1), self.w[k]).reshape(-1, n, r, self.w[k].shape[-1])
             z[:, :, 0] += self.b[k]
             h = np.tanh(z[:, :, 0])                            # [M, n, H]
             t = 1.0 - h * h
@@ -76,8 +79,7 @@ class NumpyEnsembleBias:
                                - 2.0 * (h * t)[:, :, None] * z[:, :, 1 + jj] * z[:, :, 1 + kk])
             x = x + y if self.residual[k] else y
         last = self.n_layers - 1
-        out = np.einsum("mnrf,mfo->mnro", np.broadcast_to(x, (self.w[last].shape[0],) + x.shape[1:]),
-                        self.w[last])[..., 0]
+        out = np.matmul(x.reshape(x.shape[0], n * r, -1), self.w[last]).reshape(-1, n, r)
         out[:, :, 0] += self.b[last][:, :, 0]
         return self.energy_scale * out
 
@@ -85,20 +87,22 @@ class NumpyEnsembleBias:
         """s [n, d] -> (V [n] kJ/mol, dV/ds [n, d] kJ/mol/unit)."""
         s = np.asarray(s, dtype=float).reshape(-1, self.d)
         d = self.d
-        rows = self.members(s)                                 # [M, n, R]
-        a, grad = rows[:, :, 0], rows[:, :, 1:1 + d]           # A_m [M, n], dA_m/ds [M, n, d]
-        hess = np.empty(rows.shape[:2] + (d, d))
-        jj, kk = self.pairs
-        hess[:, :, jj, kk] = rows[:, :, 1 + d:]
-        hess[:, :, kk, jj] = rows[:, :, 1 + d:]
-        force = -grad
-        dev = force - force.mean(0)
+        rows = self.members(s, second=False)                   # [M, n, 1 + d]
+        a, grad = rows[:, :, 0], rows[:, :, 1:]                # A_m [M, n], dA_m/ds [M, n, d]
+        dev = grad - grad.mean(0)                              # = -(F_m - <F>)
         eps = np.sqrt((dev**2).mean(0).mean(-1))               # [n]
-        # d eps / ds_k = (1/(d eps)) sum_j mean_m dev_mj * (-H_m,jk)
-        deps = -np.einsum("mnj,mnjk->nk", dev, hess) / len(a) / d / np.where(eps > 0, eps, 1.0)[:, None]
         t = np.clip((eps - self.e0) / (self.e1 - self.e0), 0.0, 1.0)
         sigma = 0.5 * (1.0 + np.cos(math.pi * t))
-        inside = (eps > self.e0) & (eps < self.e1)
+        inside = (eps > self.e0) & (eps < self.e1)             # only there does grad eps matter
+        deps = np.zeros_like(s)
+        if inside.any():
+            rows = self.members(s[inside])                     # [M, n_in, R] with second derivatives
+            hess = np.empty(rows.shape[:2] + (d, d))
+            jj, kk = self.pairs
+            hess[:, :, jj, kk] = rows[:, :, 1 + d:]
+            hess[:, :, kk, jj] = rows[:, :, 1 + d:]
+            # d eps/ds_k = (1/(d eps)) sum_j mean_m (F_mj - <F_j>) dF_mj/ds_k,  dF_mj/ds_k = -H_m,jk
+            deps[inside] = np.einsum("mnj,mnjk->nk", dev[:, inside], hess) / len(a) / d / eps[inside, None]
         dsigma = np.where(inside, -0.5 * math.pi / (self.e1 - self.e0) * np.sin(math.pi * t), 0.0)
         a_mean, grad_mean = a.mean(0), grad.mean(0)
         v = -sigma * a_mean

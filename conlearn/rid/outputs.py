@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 from pathlib import Path
 
 import numpy as np
 
-from ..core.manifest import Manifest, atomic_write_bytes
+from ..core.manifest import atomic_write_bytes, read_records
 from .label import MD_FILE
 from .model import FINAL, Ensemble, FreeEnergy
 
@@ -53,43 +54,62 @@ def write_final(model_path: str, run_dir: Path) -> FreeEnergy:
     return fe
 
 
-def labels_of(run_dir: Path) -> list[dict]:
+class RunRecords:
+    """The recorded tasks of a run directory, read-only (safe while the run goes on).
+
+    records: key -> manifest Record (in the order written); ``load(key)`` unpickles an output.
+    """
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        if not (self.run_dir / "manifest.jsonl").exists():
+            raise FileNotFoundError(f"{self.run_dir} has no manifest.jsonl: not a conlearn run directory")
+        self.records = dict(read_records(self.run_dir / "manifest.jsonl"))
+
+    def load(self, key: str):
+        rec = self.records[key]
+        if rec.data is not None:
+            return pickle.loads(rec.data)
+        return pickle.loads((self.run_dir / rec.output).read_bytes()) if rec.output else None
+
+    def keys(self, stage: str) -> list[str]:
+        """Keys of one stage ("train", "explore", "select", "label", "final") in key order."""
+        return sorted(k for k in self.records if k.startswith("iter-") and k.split("/")[1] == stage)
+
+    def workdir(self, key: str) -> Path:
+        return self.run_dir / "work" / key
+
+
+def labels_of(run_dir: str | Path) -> list[dict]:
     """Every good label payload of the run, in key order."""
-    with Manifest(run_dir) as man:
-        out = []
-        for r in man.records():
-            if "/label/" in r.key:
-                v = man.load(r.key)
-                if v.ok:
-                    out.append(v.payload)
-        return out
+    rr = RunRecords(run_dir)
+    return [v.payload for v in map(rr.load, rr.keys("label")) if v.ok]
 
 
-def step_counts(man: Manifest) -> dict:
+def step_counts(rr: RunRecords) -> dict:
     """labels, labels_dropped (with reasons), md_steps_explore, md_steps_label from the manifest."""
     explore = label = n_ok = 0
     dropped = []
-    for r in man.records():
-        if "/explore/" in r.key:
-            explore += int(man.load(r.key).meta.get("n_steps", 0))
-        elif "/label/" in r.key:
-            v = man.load(r.key)
-            if v.ok:
-                n_ok += 1
-                label += int(v.payload["n_steps"])
-            else:
-                md = man.workdir(r.key) / MD_FILE
-                label += json.loads(md.read_text())["n_steps"] if md.is_file() else 0
-                dropped.append({"key": r.key, "reason": v.reason})
+    for key in rr.keys("explore"):
+        explore += int(rr.load(key).meta.get("n_steps", 0))
+    for key in rr.keys("label"):
+        v = rr.load(key)
+        if v.ok:
+            n_ok += 1
+            label += int(v.payload["n_steps"])
+        else:
+            md = rr.workdir(key) / MD_FILE
+            label += json.loads(md.read_text())["n_steps"] if md.is_file() else 0
+            dropped.append({"key": key, "reason": v.reason})
     return {"labels": n_ok, "labels_dropped": len(dropped), "md_steps_explore": explore,
             "md_steps_label": label, "dropped": dropped}
 
 
-def per_iteration(man: Manifest) -> list[dict]:
+def per_iteration(rr: RunRecords) -> list[dict]:
     """Per iteration: trust levels, training metrics, explored frames, candidates, selected, labels."""
     out = {}
-    for r in man.records():
-        parts = r.key.split("/")
+    for key, r in rr.records.items():
+        parts = key.split("/")
         if not parts[0].startswith("iter-"):
             continue
         it = out.setdefault(int(parts[0][5:]), {"iteration": int(parts[0][5:]), "labels": 0, "dropped": 0})

@@ -15,12 +15,12 @@ from pathlib import Path
 
 from ..configfile import check_recorded_config
 from ..core.loop import BatchLoop, LoopSettings
-from ..core.manifest import Manifest, atomic_write_bytes
+from ..core.manifest import atomic_write_bytes
 from .config import RidConfig
 from .explore import BiasedExplorer, walkers
 from .label import RestrainedLabeler
 from .model import FitSettings
-from .outputs import per_iteration, step_counts, write_final
+from .outputs import RunRecords, per_iteration, step_counts, write_final
 from .select import ClusterSelector, TrustLevels
 from .train import EnsembleTrainer
 
@@ -63,8 +63,8 @@ def run(cfg: RidConfig, run_dir: str | Path, executor, observers=(), log=print) 
                        conditions=walkers(cfg.explore.n_walkers), initial_data=[], run_dir=run_dir,
                        executor=executor, settings=settings, observers=observers).run()
     write_final(report.models[0].model_paths[0], run_dir)
-    with Manifest(run_dir) as man:
-        counts, iters = step_counts(man), per_iteration(man)
+    rr = RunRecords(run_dir)
+    counts, iters = step_counts(rr), per_iteration(rr)
     summary = {"workflow": "rid", "converged": report.converged, "iterations": len(report.iterations),
                **counts, "md_steps_total": counts["md_steps_explore"] + counts["md_steps_label"],
                "cvs": [c.name for c in engine.cvs], "temperature": engine.temperature,
