@@ -54,6 +54,14 @@ class InitialSettings(_Strict):
     heldout_fraction: float = Field(0.5, gt=0, lt=1)
     train_frames: Optional[int] = Field(None, ge=1, description="use at most this many (evenly spaced)")
 
+    @model_validator(mode="after")
+    def _frames(self):
+        n = self.n_steps // self.save_every
+        if int(n * (1 - self.heldout_fraction)) < 2 or int(n * self.heldout_fraction) < 2:
+            raise ValueError(f"{n} saved frames leave fewer than 2 for training or held out; "
+                             "raise n_steps or lower save_every")
+        return self
+
 
 class BaselineSettings(_Strict):
     """The force-matched pair potential (MS-CG)."""
@@ -159,14 +167,6 @@ class CGConfig(_Strict):
     def _mw(self):
         if self.system.liquid == "mw" and self.mapping != MappingSettings():
             raise ValueError("mapping: the mw liquid is already one bead per molecule; drop mapping")
-        return self
-
-    @model_validator(mode="after")
-    def _frames(self):
-        n = self.initial.n_steps // self.initial.save_every
-        if int(n * (1 - self.initial.heldout_fraction)) < 2 or int(n * self.initial.heldout_fraction) < 2:
-            raise ValueError(f"initial: {n} saved frames leave fewer than 2 for training or held out; "
-                             "raise n_steps or lower save_every")
         return self
 
 

@@ -251,7 +251,8 @@ class BeadCommittee:
         g = self.nets[0].graph(frames, pairs)
         if self.stacked is not None:
             out = self.stacked.evaluate(g, virial=False)
-            e, f = out["energy"][:, 0], out["forces"]
+            scale = out["forces"].new_tensor([n.spec.energy_scale for n in self.nets])
+            e, f = out["energy"][:, 0] * scale, out["forces"] * scale.view(-1, 1, 1)
         else:
             res = [n.forces_graph(g) for n in self.nets]
             e = torch.stack([r[0][0].detach() for r in res])

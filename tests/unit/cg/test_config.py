@@ -1,0 +1,34 @@
+"""The CG run config: defaults, and errors that name file, line and key before anything runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from conlearn.cg.config import read_config
+from conlearn.configfile import ConfigError
+
+
+def write(tmp_path, text: str):
+    p = tmp_path / "cg.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults_and_a_valid_file(tmp_path):
+    cfg = read_config(write(tmp_path, "workflow: cg\nsystem: {liquid: methanol, n_molecules: 125}\n"))
+    assert cfg.system.liquid == "methanol" and cfg.model.kind == "delta" and cfg.mapping.kind == "com"
+
+
+@pytest.mark.parametrize("text, where, words", [
+    ("workflow: cg\nmodel:\n  kind: gp\n", "cg.yaml:3", "model.kind"),
+    ("workflow: cg\nselection:\n  trust_low: 1\n", "cg.yaml:3", "unknown key 'selection.trust_low'"),
+    ("workflow: cg\nselection:\n  trust_lo: 50\n  trust_hi: 10\n", "cg.yaml:2", "trust_lo (50.0) must be below"),
+    ("workflow: cg\nmapping:\n  kind: atom\n", "cg.yaml:2", "atom: needed with kind atom"),
+    ("workflow: cg\nmapping:\n  kind: atom\n  atom: 3\n", "cg.yaml:4", "spce molecule has 3 atoms"),
+    ("workflow: cg\nsystem: {liquid: mw}\nmapping: {kind: cog}\n", "cg.yaml", "mw liquid is already one bead"),
+    ("workflow: cg\ninitial:\n  n_steps: 100\n  save_every: 50\n", "cg.yaml:2", "fewer than 2"),
+])
+def test_errors_name_file_line_and_key(tmp_path, text, where, words):
+    with pytest.raises(ConfigError) as err:
+        read_config(write(tmp_path, text))
+    assert where in str(err.value) and words in str(err.value), str(err.value)
