@@ -114,13 +114,15 @@ def closest_pair(R, box, probe: float = 0.5) -> float:
 
 
 def force_match_pair(R, F, box, rcut: float, n_basis: int = 60, *, r_min: float | None = None,
-                     degree: int = 1, smooth: float = 1e-4, dr: float = 0.002) -> PairTable:
+                     degree: int = 1, smooth: float = 1e-4, ridge: float = 1e-9,
+                     dr: float = 0.002) -> PairTable:
     """Fit a pair potential to mapped forces (MS-CG).
 
     Args:
         R: ``[T, N, 3]`` nm bead positions; F: ``[T, N, 3]`` kJ/mol/nm mapped forces.
         box: ``[3]`` (or ``[T, 3]``) nm; rcut: nm; n_basis: basis size.
         r_min: basis start (default: 0.01 nm below the closest pair in the data).
+        smooth, ridge: regularisers (see :meth:`PairForceMatch.solve`); 0 and 0 for a pure fit.
     Returns:
         PairTable with attributes ``fit_residual`` (training |F - F_model|^2/|F|^2) and
         ``n_frames``.
@@ -136,7 +138,7 @@ def force_match_pair(R, F, box, rcut: float, n_basis: int = 60, *, r_min: float 
     fm = PairForceMatch(rcut, r_min, n_basis, degree)
     for x, f, b in zip(R, F, boxes):
         fm.add_frame(x, f, b)
-    fm.solve(smooth)
+    fm.solve(smooth, ridge)
     table = fm.table(dr)
     table.fit_residual, table.n_frames = fm.residual(), fm.n_frames
     return table

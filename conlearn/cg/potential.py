@@ -82,25 +82,30 @@ class PairTable:
         if not r[0] < self.cutoff <= r[-1] + 1e-12:
             raise ValueError(f"PairTable cutoff {self.cutoff} outside the grid [{r[0]}, {r[-1]}]")
         self.r, self.U, self.F = r, U, F
-        self._r, self._U, self._dU = as_tensor(r), as_tensor(U), as_tensor(-F)
+        self._coef, self._h = _hermite_coefficients(r, U, -F)
+        self._r0 = float(r[0])
+        self._uniform = bool(np.allclose(np.diff(r), r[1] - r[0], rtol=1e-9, atol=0.0))
+        self._rt = as_tensor(r)
 
     def pair_energy(self, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(U(d), dU/dr(d))`` for distances ``d`` ``[P]`` nm (float64 tensors)."""
-        r, U, m = self._r, self._U, self._dU
-        k = torch.clamp(torch.searchsorted(r, d, right=True) - 1, 0, len(r) - 2)
-        h = r[k + 1] - r[k]
-        t = (d - r[k]) / h
-        t2, t3 = t * t, t * t * t
-        u = ((2 * t3 - 3 * t2 + 1) * U[k] + (t3 - 2 * t2 + t) * h * m[k]
-             + (-2 * t3 + 3 * t2) * U[k + 1] + (t3 - t2) * h * m[k + 1])
-        du = ((6 * t2 - 6 * t) * U[k] + (3 * t2 - 4 * t + 1) * h * m[k]
-              + (-6 * t2 + 6 * t) * U[k + 1] + (3 * t2 - 2 * t) * h * m[k + 1]) / h
-        below = d < r[0]
-        u = torch.where(below, U[0] + m[0] * (d - r[0]), u)
-        du = torch.where(below, m[0].expand_as(d), du)
-        beyond = d >= self.cutoff
-        zero = torch.zeros_like(d)
-        return torch.where(beyond, zero, u), torch.where(beyond, zero, du)
+        n = len(self.r) - 1
+        if self._uniform:
+            x = (d - self._r0) * (1.0 / self._h[0])
+            k = torch.clamp(x.floor(), 0, n - 1).long()
+            t = x - k
+        else:
+            k = torch.clamp(torch.searchsorted(self._rt, d, right=True) - 1, 0, n - 1)
+            t = (d - self._rt[k]) / self._h[k]
+        c = self._coef[k]                                   # [P, 4]: u = c0 + c1 t + c2 t^2 + c3 t^3
+        t = torch.clamp(t, max=1.0)
+        below = t < 0                                       # linear continuation below r[0]
+        tt = torch.clamp(t, min=0.0)
+        u = c[:, 0] + tt * (c[:, 1] + tt * (c[:, 2] + tt * c[:, 3]))
+        du = (c[:, 1] + tt * (2 * c[:, 2] + tt * 3 * c[:, 3])) / self._h[k]
+        u = torch.where(below, u + du * t * self._h[k], u)
+        keep = (d < self.cutoff).to(d.dtype)
+        return u * keep, du * keep
 
     def __call__(self, r) -> tuple[np.ndarray, np.ndarray]:
         """``(U, F = -dU/dr)`` as numpy arrays at distances ``r`` nm (for plots and tests)."""
@@ -140,6 +145,14 @@ class PairTable:
             if header.get("format") != cls.format:
                 raise ValueError(f"{path}: not a {cls.format} file (format {header.get('format')!r})")
             return cls(z["r"], z["U"], z["F"], header["cutoff"])
+
+
+def _hermite_coefficients(r: np.ndarray, U: np.ndarray, dU: np.ndarray):
+    """Per interval ``[K-1, 4]`` power coefficients in ``t = (r - r_k) / h_k`` and ``h`` ``[K-1]``."""
+    h = np.diff(r)
+    u0, u1, m0, m1 = U[:-1], U[1:], dU[:-1] * h, dU[1:] * h
+    coef = np.stack([u0, m0, 3 * (u1 - u0) - 2 * m0 - m1, 2 * (u0 - u1) + m0 + m1], axis=1)
+    return as_tensor(coef), as_tensor(h)
 
 
 class SumPotential:
