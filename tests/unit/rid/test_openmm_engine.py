@@ -194,8 +194,10 @@ def test_registry_and_bad_settings():
         OpenMMEngine(cvs=(PHI, D_C7), bias_route="grid")
     with pytest.raises(ValueError, match="engine.platform"):
         OpenMMEngine(cvs=(PHI,), platform="NoSuchPlatform")
+    bad = OpenMMEngine(cvs=(CVSpec("bad", "distance", (0, 22)),))
+    assert bad.n_atoms == 22                          # the config checks atom indices against it
     with pytest.raises(ValueError, match="'bad'.*atom index 22"):
-        OpenMMEngine(cvs=(CVSpec("bad", "distance", (0, 22)),))
+        bad.biased_md(None, 10, 5, seed=0, start=None)
     with pytest.raises(TypeError, match="frictoin"):
         OpenMMEngine(cvs=(PHI,), frictoin=1.0)
     eng = OpenMMEngine(cvs=(PHI, PSI))
