@@ -1,0 +1,201 @@
+"""Finite-volume solver of the ML moment system, and the ensemble model users load.
+
+Unknowns per cell: U = (rho, rho u, E) and W = rho w [M] (:mod:`conlearn.kinetic.moments`):
+
+    d_t U + d_x F(U, W) = 0,        F = Euler flux + (0, sigma, sigma u + q),
+                                    sigma = rho T w_0,  q = rho T^1.5 w_1
+    d_t W + d_x G(U, W) = S(U, W, d_x) + rho (rho c - W)/Kn,
+                                    G = u W + rho sqrt(T) a(w)
+
+S holds the production terms of the local-frame moments (exact in terms of the closure's
+functionals A0, A1, A2, B0, B1 times d_x u, d_x T, D_t u, D_t T; D_t u and D_t T from the
+conservation laws) and rho (rho c - W)/Kn is the exact BGK source (c = w of a Maxwellian).
+So a Maxwellian state closes exactly (Euler), and the system reproduces Navier-Stokes with
+mu = Kn T, Pr = 1 as Kn -> 0 whatever the learned part.
+
+Scheme: MUSCL (van Leer on rho, u, T, w: faces stay between neighbour values, so positive) +
+Rusanov flux with the wave speed |u| + c sqrt(T) (c = ``wave_speed``, a bound on the speeds
+of the distributions met in training), SSP-RK2 in time; the relaxation is integrated exactly
+with the other terms frozen (exponential integrator): small Kn is not stiff. Conservative
+to round-off in U. A step that would leave rho <= 0 or T <= 0 anywhere is redone first-order
+with the Euler flux (positive for CFL <= 1/2), and halved if that is not enough.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from . import fv
+from .closure import Member, load_members
+from .velocity import primitive
+
+
+def _conserved(rho, u, T):
+    return np.stack([rho, rho * u, 0.5 * rho * u * u + 1.5 * rho * T], axis=-1)
+
+
+def _flux(P: np.ndarray, a: np.ndarray, c: float, euler: bool):
+    """Conserved states Q [n, 3+M], physical fluxes [n, 3+M] and wave speeds [n] of primitives P = (rho, u, T, w)."""
+    rho, u, T, w = P[:, 0], P[:, 1], P[:, 2], P[:, 3:]
+    sq = np.sqrt(T)
+    p = rho * T
+    sig = np.zeros_like(p) if euler else p * w[:, 0]
+    q = np.zeros_like(p) if euler else p * sq * w[:, 1]
+    E = 0.5 * rho * u * u + 1.5 * p
+    W = rho[:, None] * w
+    Q = np.column_stack([rho, rho * u, E, W])
+    F = np.column_stack([rho * u, rho * u * u + p + sig, u * (E + p + sig) + q,
+                         u[:, None] * W + (rho * sq)[:, None] * a])
+    return Q, F, np.abs(u) + c * sq
+
+
+def rates(U, W, member: Member, dx: float, idx: np.ndarray, c: float, safe: bool = False):
+    """(dU/dt [nx, 3], dW/dt without relaxation [nx, M]); ``safe``: first order, Euler flux for U."""
+    nx, M = len(U), W.shape[1]
+    rho, u, T = primitive(U)
+    w = member.clip(W / rho[:, None])
+    P = np.column_stack([rho, u, T, w])[idx]                  # [nx + 4, 3 + M]
+    if safe:
+        left, right = P[1:nx + 2], P[2:nx + 3]
+    else:
+        s = fv.limited_slopes(P, axis=0, limiter=fv.van_leer)  # cells 1 .. nx + 2 of P
+        left, right = P[1:nx + 2] + 0.5 * s[:-1], P[2:nx + 3] - 0.5 * s[1:]
+    coef = member.coefficients(np.concatenate([left[:, 3:], right[:, 3:], w]))
+    nf = nx + 1
+    QL, FL, sL = _flux(left, coef["a"][:nf], c, safe)
+    QR, FR, sR = _flux(right, coef["a"][nf:2 * nf], c, safe)
+    alpha = np.maximum(sL, sR)[:, None]
+    F = 0.5 * (FL + FR) - 0.5 * alpha * (QR - QL)
+    dQ = -(F[1:] - F[:-1]) / dx
+    return dQ[:, :3], dQ[:, 3:] + production(P, {k: v[2 * nf:] for k, v in coef.items()}, dx)
+
+
+def production(P: np.ndarray, coef: dict, dx: float) -> np.ndarray:
+    """The production terms S [nx, M] from padded primitives P [nx + 4, 3 + M] (central differences)."""
+    rho, u, T, w = P[:, 0], P[:, 1], P[:, 2], P[:, 3:]
+    ps = rho * T * (1.0 + w[:, 0])          # p + sigma
+    q = rho * T ** 1.5 * w[:, 1]
+
+    def d(f):
+        return (f[3:-1] - f[1:-3]) / (2.0 * dx)
+
+    r, Tc, du, dT = rho[2:-2], T[2:-2], d(u), d(T)
+    sq = np.sqrt(Tc)
+    Du = -d(ps) / r
+    DT = -(2.0 / (3.0 * r)) * (ps[2:-2] * du + d(q))
+    S = (-(Du / sq)[:, None] * coef["A0"] - (du + 0.5 * DT / Tc)[:, None] * coef["A1"]
+         - (0.5 * dT / sq)[:, None] * coef["A2"] - (DT / Tc)[:, None] * coef["B0"] - (dT / sq)[:, None] * coef["B1"])
+    return r[:, None] * S
+
+
+def _relax(W0, L, rho, w_eq, kn, dt):
+    """Exact solution over dt of dW/dt = L + (rho/kn)(rho w_eq - W) with L, rho frozen."""
+    x = (rho * dt / kn)[:, None]
+    e = np.exp(-x)
+    phi = np.where(x > 1e-12, -np.expm1(-x) / np.maximum(x, 1e-300), 1.0)
+    return e * W0 + (1.0 - e) * rho[:, None] * w_eq + phi * dt * L
+
+
+def _ok(U) -> bool:
+    rho, _, T = primitive(U)
+    return bool(np.all(rho > 0) and np.all(T > 0) and np.all(np.isfinite(U)))
+
+
+def step(U, W, member, kn, dt, dx, idx, c, safe=False):
+    """One SSP-RK2 step with exponential relaxation; returns (U, W)."""
+    dU0, L0 = rates(U, W, member, dx, idx, c, safe)
+    U1 = U + dt * dU0
+    if not _ok(U1):
+        return U1, W
+    W1 = _relax(W, L0, U1[:, 0], member.w_eq, kn, dt)
+    dU1, L1 = rates(U1, W1, member, dx, idx, c, safe)
+    U2 = 0.5 * (U + U1 + dt * dU1)
+    return U2, _relax(W, 0.5 * (L0 + L1), U2[:, 0], member.w_eq, kn, dt)
+
+
+def solve_member(member: Member, x, rho, u, T, kn, t_end, bc="periodic", *, wave_speed=2.0, cfl=0.45) -> dict:
+    """Moment-system solution at t_end of one member from the Maxwellian state rho, u, T [nx].
+
+    Returns {"x", "rho", "u", "T", "w" [nx, M], "steps", "fallbacks", "wall_s"}.
+    """
+    t0 = time.perf_counter()
+    dx = fv.check_cells(x)
+    rho, u, T = fv.check_state(rho, u, T)
+    kn = fv.check_kn(kn)
+    t_end = float(fv.check_times(t_end)[-1])
+    idx = fv.ghost_index(len(x), bc)
+    U = _conserved(rho, u, T)
+    W = rho[:, None] * member.w_eq[None, :]
+    t, steps, fallbacks = 0.0, 0, 0
+    while t < t_end * (1 - 1e-12):
+        r, uu, TT = primitive(U)
+        dt = min(cfl * dx / np.max(np.abs(uu) + wave_speed * np.sqrt(TT)), t_end - t)
+        for attempt in range(8):
+            Un, Wn = step(U, W, member, kn, dt, dx, idx, wave_speed, safe=attempt > 0)
+            if _ok(Un):
+                break
+            fallbacks += 1
+            if attempt > 0:
+                dt *= 0.5
+        else:
+            raise FloatingPointError(f"moment solver: no positive state at t = {t:.4g} even first order")
+        U, W, t, steps = Un, Wn, t + dt, steps + 1
+    r, uu, TT = primitive(U)
+    return {"x": np.asarray(x, float), "rho": r, "u": uu, "T": TT, "w": W / r[:, None],
+            "U": U, "steps": steps, "fallbacks": fallbacks, "wall_s": time.perf_counter() - t0}
+
+
+class MomentClosure:
+    """The learned ensemble as a model for :func:`conlearn.kinetic.simulate`.
+
+    ``solve`` runs every member and returns their mean rho, u, T (and each member's under
+    "members"); ``deviation`` of a result is the ensemble's disagreement (see :func:`deviation`).
+    """
+
+    def __init__(self, members: list[Member], wave_speed: float = 2.0, cfl: float = 0.45):
+        if not members:
+            raise ValueError("a moment closure needs at least one member")
+        self.members = list(members)
+        self.wave_speed, self.cfl = float(wave_speed), float(cfl)
+
+    @property
+    def settings(self) -> dict:
+        return {"wave_speed": self.wave_speed, "cfl": self.cfl}
+
+    def solve(self, x, rho, u, T, kn, t_end, bc="periodic") -> dict:
+        t0 = time.perf_counter()
+        runs = [solve_member(m, x, rho, u, T, kn, t_end, bc, wave_speed=self.wave_speed, cfl=self.cfl)
+                for m in self.members]
+        out = {k: np.mean([r[k] for r in runs], axis=0) for k in ("rho", "u", "T")}
+        out.update(x=np.asarray(x, float), members=runs, deviation=deviation(runs),
+                   steps=sum(r["steps"] for r in runs), fallbacks=sum(r["fallbacks"] for r in runs),
+                   wall_s=time.perf_counter() - t0)
+        return out
+
+    def save(self, directory) -> "Path":
+        from .closure import save_ensemble
+
+        return save_ensemble(self.members, directory, self.settings)
+
+
+def deviation(runs: list[dict]) -> float:
+    """The ensemble's disagreement on the solution: max over cells of the member std of
+    rho/mean(rho), u/sqrt(mean T) and T/mean(T) (dimensionless); inf if a member failed."""
+    if len(runs) < 2:
+        return 0.0
+    rho = np.stack([r["rho"] for r in runs])
+    u = np.stack([r["u"] for r in runs])
+    T = np.stack([r["T"] for r in runs])
+    if not (np.all(np.isfinite(rho)) and np.all(np.isfinite(u)) and np.all(np.isfinite(T))):
+        return float("inf")
+    r_m, T_m = rho.mean(0), T.mean(0)
+    d = np.concatenate([rho.std(0) / r_m, u.std(0) / np.sqrt(T_m), T.std(0) / T_m])
+    return float(d.max())
+
+
+def load_closure(path) -> MomentClosure:
+    """The ensemble in ``path``: a closure directory (closure.json + member-<k>.pt) or a run directory."""
+    members, meta = load_members(path)
+    return MomentClosure(members, **meta.get("solver", {}))

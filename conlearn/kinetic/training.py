@@ -1,0 +1,207 @@
+"""Training one closure member: the autoencoder (learned moments), then the closure network.
+
+Autoencoder. Input: the Hermite moments mu [N, 2, D + 1] of the normalised distributions
+(exact linear functionals of ghat, hhat). Encoder: linear, w = C mu, so the learned moments are
+W = int f phi(xi) dv with polynomial phi; rows 0, 1 are fixed (stress, heat flux), the learned
+rows are kept orthogonal to them and to the conservation constraints and start from the
+principal directions of the data. Decoder: tanh MLP w -> (ghat, hhat) - Maxwellian on the xi
+grid. Loss: mean squared reconstruction error of (ghat, hhat).
+
+Closure. A tanh MLP z = (w - w_eq)/w_scale -> mu [N, 2, D + 2] as in
+:class:`conlearn.kinetic.closure.Member` (equilibrium exact, projected onto the known moments),
+loss: mean squared error of mu scaled by the data's spread per component.
+
+Each member trains on its own bootstrap resample of the cells (seeded), which makes the
+ensemble disagree where the data do not determine the closure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import moments as mom
+from .closure import Member
+from .data import stack
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """n_moments: M (>= 2; 2 fixed + learned); degree: D of the moment polynomials;
+    hidden: closure MLP widths; decoder_hidden: decoder widths; ae_steps, steps: Adam steps of
+    autoencoder and closure from scratch; reuse_steps: closure steps when warm-started
+    (autoencoder: a third of ae_steps); lr: initial learning rate; batch: minibatch cells."""
+
+    n_moments: int = 5
+    degree: int = 4
+    hidden: tuple[int, ...] = (32, 32)
+    decoder_hidden: tuple[int, ...] = (32,)
+    ae_steps: int = 300
+    steps: int = 2000
+    reuse_steps: int = 800
+    lr: float = 3e-3
+    batch: int = 1024
+
+
+def _mlp(n_in: int, hidden, n_out: int, gen: torch.Generator) -> nn.Sequential:
+    layers, a = [], n_in
+    for b in hidden:
+        layers += [nn.Linear(a, b, dtype=torch.float64), nn.Tanh()]
+        a = b
+    layers.append(nn.Linear(a, n_out, dtype=torch.float64))
+    net = nn.Sequential(*layers)
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, nn.Linear):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=gen, dtype=torch.float64)
+                               / math.sqrt(m.weight.shape[1]))
+                m.bias.zero_()
+        net[-1].weight.mul_(0.1)
+    return net
+
+
+def _layers(net: nn.Sequential) -> list:
+    return [(m.weight.detach().numpy().copy(), m.bias.detach().numpy().copy()) for m in net if isinstance(m, nn.Linear)]
+
+
+def _load_layers(net: nn.Sequential, layers: list) -> bool:
+    lin = [m for m in net if isinstance(m, nn.Linear)]
+    if len(lin) != len(layers) or any(m.weight.shape != W.shape for m, (W, _) in zip(lin, layers)):
+        return False
+    with torch.no_grad():
+        for m, (W, b) in zip(lin, layers):
+            m.weight.copy_(torch.as_tensor(W))
+            m.bias.copy_(torch.as_tensor(b))
+    return True
+
+
+def _fixed_basis(D: int) -> np.ndarray:
+    """Orthonormal rows [5, 2(D+1)] spanning the constraints and the fixed moments."""
+    F = np.concatenate([mom.constraint_rows(D + 1), mom.fixed_coefficients(D)]).reshape(5, -1)
+    q, _ = np.linalg.qr(F.T)
+    return q.T
+
+
+def _pca_rows(X: np.ndarray, Q: np.ndarray, k: int) -> np.ndarray:
+    Xp = X - (X @ Q.T) @ Q
+    _, _, vt = np.linalg.svd(Xp - Xp.mean(0), full_matrices=False)
+    return vt[:k]
+
+
+def _adam(params, steps: int, lr: float, loss_fn, gen: torch.Generator, n: int, batch: int) -> float:
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=lr * 0.02)
+    loss = torch.tensor(float("nan"))
+    for _ in range(steps):
+        idx = torch.randint(n, (min(batch, n),), generator=gen)
+        opt.zero_grad()
+        loss = loss_fn(idx)
+        loss.backward()
+        opt.step()
+        sched.step()
+    return float(loss.detach())
+
+
+def train_autoencoder(mu: np.ndarray, ghat: np.ndarray, s: TrainSettings, gen: torch.Generator,
+                      previous: Member | None):
+    """(C [M, 2, D+1], w_scale [M], decoder layers, ghat_scale, final loss)."""
+    D, M = s.degree, s.n_moments
+    X = (mu[:, :, :D + 1] - mom.equilibrium(D + 1)).reshape(len(mu), -1)
+    Q = _fixed_basis(D)
+    fixed = mom.fixed_coefficients(D).reshape(2, -1)
+    if previous is not None and previous.C.shape == (M, 2, D + 1):
+        learned0 = previous.C[2:].reshape(M - 2, -1)
+    else:
+        learned0 = _pca_rows(X, Q, M - 2)
+    Xt, Qt = torch.as_tensor(X), torch.as_tensor(Q)
+    raw = nn.Parameter(torch.as_tensor(learned0.copy()))
+    Ft = torch.as_tensor(fixed)
+    w0 = X @ np.concatenate([fixed, learned0]).T
+    w_scale = np.maximum(w0.std(0), 1e-4)
+    target = (ghat - mom.maxwell_hat()).reshape(len(ghat), -1)
+    ghat_scale = float(max(target.std(), 1e-6))
+    Tt = torch.as_tensor(target / ghat_scale)
+    dec = _mlp(M, s.decoder_hidden, target.shape[1], gen)
+    if previous is not None and previous.decoder:
+        _load_layers(dec, previous.decoder)
+    ws = torch.as_tensor(w_scale)
+
+    def rows():
+        L = raw - (raw @ Qt.T) @ Qt
+        return torch.cat([Ft, L])
+
+    def loss_fn(idx):
+        z = Xt[idx] @ rows().T / ws
+        return ((dec(z) - Tt[idx]) ** 2).mean()
+
+    steps = s.ae_steps if previous is None else max(1, s.ae_steps // 3)
+    loss = _adam([raw, *dec.parameters()], steps, s.lr, loss_fn, gen, len(X), s.batch)
+    C = rows().detach().numpy().reshape(M, 2, D + 1)
+    return C, w_scale, _layers(dec), ghat_scale, loss
+
+
+class _Closure(nn.Module):
+    """Torch twin of Member.mu (same maths, differentiable)."""
+
+    def __init__(self, member: Member, hidden, gen):
+        super().__init__()
+        M, n = member.n_moments, member.n
+        self.net = _mlp(M, hidden, 2 * n, gen)
+        self.n = n
+        self.w_eq = torch.as_tensor(member.w_eq)
+        self.w_scale = torch.as_tensor(member.w_scale)
+        self.mu_scale = torch.as_tensor(member.mu_scale).reshape(-1)
+        self.A = torch.as_tensor(member._A)
+        self.P = torch.as_tensor(member._P)
+        self.e0 = torch.as_tensor(mom.equilibrium(n).reshape(-1))
+        self.cv = torch.as_tensor(mom.CONSTRAINT_VALUES)
+
+    def forward(self, w):
+        z = (w - self.w_eq) / self.w_scale
+        d = (self.net(z) - self.net(torch.zeros_like(z[:1]))) * self.mu_scale
+        mu = self.e0 + d
+        b = torch.cat([self.cv.expand(len(w), 3), w], dim=1)
+        r = mu @ self.A.T - b
+        return mu - r @ self.P.T
+
+
+def train_member(data, s: TrainSettings, seed: int, previous: Member | None = None) -> tuple[Member, dict]:
+    """One member trained on a bootstrap resample of every cell of ``data`` (payload list)."""
+    gen = torch.Generator().manual_seed(int(seed) % (2**63))
+    rng = np.random.default_rng(seed)
+    mu_all, ghat_all = stack(data, "mu"), stack(data, "ghat")
+    n_need = s.degree + 2
+    if mu_all.shape[2] < n_need:
+        raise ValueError(f"data carry Hermite moments up to degree {mu_all.shape[2] - 1}, "
+                         f"the closure needs {n_need - 1}")
+    mu_all = mu_all[:, :, :n_need]
+    pick = rng.integers(0, len(mu_all), len(mu_all))
+    mu, ghat = mu_all[pick], ghat_all[pick]
+    C, w_scale, decoder, ghat_scale, ae_loss = train_autoencoder(mu, ghat, s, gen, previous)
+    L = mom.functionals(C, n_need)
+    w = mom.apply(L["w"], mu)
+    dev = (mu - mom.equilibrium(n_need)).reshape(len(mu), -1)
+    mu_scale = np.maximum(dev.std(0), 1e-3).reshape(2, n_need)
+    span = w.max(0) - w.min(0)
+    proto = Member(C=C, w_scale=w_scale, w_lo=w.min(0) - 0.1 * span, w_hi=w.max(0) + 0.1 * span,
+                   mu_scale=mu_scale, closure=_layers(_mlp(s.n_moments, s.hidden, 2 * n_need, gen)),
+                   decoder=decoder, ghat_scale=ghat_scale)
+    model = _Closure(proto, s.hidden, gen)
+    warm = previous is not None and _load_layers(model.net, previous.closure)
+    wt, mut = torch.as_tensor(w), torch.as_tensor(mu.reshape(len(mu), -1))
+    scale = model.mu_scale
+
+    def loss_fn(idx):
+        return (((model(wt[idx]) - mut[idx]) / scale) ** 2).mean()
+
+    loss = _adam(list(model.net.parameters()), s.reuse_steps if warm else s.steps, s.lr, loss_fn, gen, len(w), s.batch)
+    with torch.no_grad():
+        full = float((((model(wt) - mut) / scale) ** 2).mean())
+    member = Member(C=C, w_scale=w_scale, w_lo=proto.w_lo, w_hi=proto.w_hi, mu_scale=mu_scale,
+                    closure=_layers(model.net), decoder=decoder, ghat_scale=ghat_scale)
+    return member, {"ae_loss": ae_loss, "closure_loss": loss, "closure_mse": full, "n_cells": int(len(mu)),
+                    "warm": bool(warm)}
