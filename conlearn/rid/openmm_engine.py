@@ -182,6 +182,7 @@ class _Simulation:
 
     def __init__(self, engine: OpenMMEngine, force: openmm.Force | None, seed: int,
                  start: np.ndarray | None):
+        check_atoms(engine.cvs, engine.n_atoms, where="engine.cvs: ")  # the config names the line earlier
         system, x0 = load_system(engine.system)
         if force is not None:
             system.addForce(force)
@@ -252,7 +253,6 @@ def _check(engine: OpenMMEngine) -> None:
         value = getattr(engine, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise bad(key, f"must be an integer >= {low}, got {value!r}")
-    check_atoms(engine.cvs, SYSTEMS[engine.system], where="engine.cvs: ")
 
 
 SETTINGS = tuple(f.name for f in fields(OpenMMEngine))
