@@ -138,12 +138,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     from conlearn.cg.run import run
+    from conlearn.core.progress import ConsoleProgress
     from conlearn.exec import InProcessExecutor
 
     cfg = load(args.liquid, args.quick)
     run_dir = args.out or ROOT / "runs" / f"cg_{args.liquid}{'_quick' if args.quick else ''}"
     t0 = time.perf_counter()
-    summary = run(cfg, run_dir, InProcessExecutor())
+    summary = run(cfg, run_dir, InProcessExecutor(), observers=[ConsoleProgress()])
     extra = extra_models(cfg, run_dir, args.quick)
     rows = {"FM pair": summary["metrics"]["pair"], "IBI": extra["ibi"], "ML-only": extra["ml"],
             "Delta": summary["metrics"][cfg.model.kind]}

@@ -29,7 +29,7 @@ from ..atoms.deeppot.committee import StackedCommittee, stackable
 from ..atoms.deeppot.model import DeepPot, DeepPotSpec
 from ..atoms.graph import FrameGraph, Graph, collate, frame_graph
 from ..atoms.neighbors import Pairs as FullPairs
-from ..atoms.neighbors import check_sel
+from ..atoms.neighbors import MIN_DISTANCE, NeighborError, check_sel
 from ..core.manifest import atomic_write_bytes
 
 FORMAT = "conlearn.cg"
@@ -77,7 +77,12 @@ def pairs_graph(R, pairs, rcut: float, sel: int, frame: int | str = 0) -> FrameG
     if pairs.cutoff < rcut:
         raise ValueError(f"the pair list reaches {pairs.cutoff} nm, the bead model needs {rcut} nm")
     vec = _numpy(pairs.vectors(torch.as_tensor(_numpy(R), dtype=torch.float64)))
-    keep = np.linalg.norm(vec, axis=1) < rcut
+    d = np.linalg.norm(vec, axis=1)
+    if len(d) and d.min() < MIN_DISTANCE:
+        k = int(np.argmin(d))
+        raise NeighborError(f"frame {frame}: beads {int(pairs.i[k])} and {int(pairs.j[k])} overlap "
+                            f"(distance {d[k]:.3g} nm < {MIN_DISTANCE} nm)")
+    keep = d < rcut
     i, j, vec = _numpy(pairs.i)[keep], _numpy(pairs.j)[keep], vec[keep]
     full = FullPairs(i=np.concatenate([i, j]), j=np.concatenate([j, i]), vec=np.concatenate([vec, -vec]))
     types = np.zeros(len(R), np.int64)
