@@ -115,7 +115,7 @@ def per_iteration(rr: RunRecords) -> list[dict]:
         it = out.setdefault(int(parts[0][5:]), {"iteration": int(parts[0][5:]), "labels": 0, "dropped": 0})
         if parts[1] == "train":
             m = dict(r.meta.get("metrics", {}))
-            it.update(e0=m.get("e0"), e1=m.get("e1"), rmse_f=m.get("rmse_f_mean"), model=r.meta.get("model_paths"))
+            it.update(e0=m.get("e0"), e1=m.get("e1"), rmse_f=m.get("rmse_f_mean"))
         elif parts[1] == "select":
             it.update({k: r.meta.get(k) for k in ("n_explored", "n_candidate", "n_selected", "accurate_fraction")})
         elif parts[1] == "label":
