@@ -20,13 +20,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+NM3_PER_MOLECULE = {"spce": 18.015 / 0.997 / 602.214, "methanol": 32.042 / 0.787 / 602.214}  # at 298-300 K
+
+
 class SystemSettings(_Strict):
+    """The liquid; ``dt_fs`` is the reference's time step, ``cutoff_nm`` the all-atom cutoff
+    (at most half the box edge, which follows from ``n_molecules`` at the liquid's density)."""
+
     liquid: Literal["spce", "methanol", "mw"] = "spce"
-    n_molecules: int = Field(64, ge=8)
+    n_molecules: int = Field(236, ge=8)
     temperature: float = Field(300.0, gt=0, description="K")
     dt_fs: float = Field(2.0, gt=0, description="all-atom time step, fs")
     cutoff_nm: float = Field(0.9, gt=0)
     platform: str = "CPU"
+
+    @model_validator(mode="after")
+    def _box(self):
+        if self.liquid == "methanol" and self.n_molecules != 125:
+            raise ValueError(f"the methanol box (openmmtools) has 125 molecules, not n_molecules={self.n_molecules}")
+        if self.liquid in NM3_PER_MOLECULE:
+            half = 0.5 * (self.n_molecules * NM3_PER_MOLECULE[self.liquid]) ** (1 / 3)
+            if self.cutoff_nm > half:
+                raise ValueError(f"cutoff_nm {self.cutoff_nm} exceeds half the box ({half:.3f} nm for "
+                                 f"{self.n_molecules} molecules); lower it or add molecules")
+        return self
 
 
 class MappingSettings(_Strict):

@@ -16,6 +16,7 @@ def write(tmp_path, text: str):
 
 def test_defaults_and_a_valid_file(tmp_path):
     cfg = read_config(write(tmp_path, "workflow: cg\nsystem: {liquid: methanol, n_molecules: 125}\n"))
+    assert read_config(write(tmp_path, "workflow: cg\nsystem: {n_molecules: 64, cutoff_nm: 0.6}\n")).system.n_molecules == 64
     assert cfg.system.liquid == "methanol" and cfg.model.kind == "delta" and cfg.mapping.kind == "com"
 
 
@@ -27,6 +28,8 @@ def test_defaults_and_a_valid_file(tmp_path):
     ("workflow: cg\nmapping:\n  kind: atom\n  atom: 3\n", "cg.yaml:4", "spce molecule has 3 atoms"),
     ("workflow: cg\nsystem: {liquid: mw}\nmapping: {kind: cog}\n", "cg.yaml", "mw liquid is already one bead"),
     ("workflow: cg\ninitial:\n  n_steps: 100\n  save_every: 50\n", "cg.yaml:2", "fewer than 2"),
+    ("workflow: cg\nsystem:\n  n_molecules: 64\n", "cg.yaml:2", "cutoff_nm 0.9 exceeds half the box (0.621"),
+    ("workflow: cg\nsystem: {liquid: methanol, n_molecules: 64, cutoff_nm: 0.5}\n", "cg.yaml:2", "125 molecules"),
 ])
 def test_errors_name_file_line_and_key(tmp_path, text, where, words):
     with pytest.raises(ConfigError) as err:
