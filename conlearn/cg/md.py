@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from conlearn.cg.neighbors import VerletList
-from conlearn.cg.potential import as_tensor, evaluate
+from conlearn.cg.potential import _accepts_pairs, as_tensor
 
 KB = 0.00831446261815324   # kJ/mol/K
 
@@ -32,7 +32,7 @@ def kinetic_energy(V: torch.Tensor, m: torch.Tensor) -> float:
 
 
 def cg_md(potential, R0, box, masses, n_steps: int, dt_fs: float, temperature: float,
-          friction_per_ps: float, seed: int, save_every: int, *, V0=None, skin: float = 0.1,
+          friction_per_ps: float, seed: int, save_every: int, *, V0=None, skin: float = 0.2,
           min_distance: float = 0.1, save_forces: bool = True) -> dict:
     """Run Langevin (BAOAB) NVT, or NVE with ``friction_per_ps = 0``.
 
@@ -64,10 +64,12 @@ def cg_md(potential, R0, box, masses, n_steps: int, dt_fs: float, temperature: f
     sigma = torch.sqrt((1.0 - c1 * c1) * KB * temperature / m)
     gen = torch.Generator().manual_seed(int(seed))
     nl = VerletList(potential.cutoff, skin)
+    with_pairs = _accepts_pairs(potential)
 
     def force(x):
         pairs = nl.update(x, box_t)
-        e, f = evaluate(potential, x, box_t, pairs)
+        e, f = potential.energy_forces(x, box_t, pairs=pairs) if with_pairs else \
+            potential.energy_forces(x, box_t)
         return float(e), f.detach(), pairs
 
     E, F, pairs = force(R)

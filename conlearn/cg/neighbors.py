@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import vesin
 
+from conlearn.cg import kernels
+
 
 @dataclass
 class Pairs:
@@ -43,10 +45,15 @@ def _as_numpy(x) -> np.ndarray:
 def build_pairs(R, box, cutoff: float) -> Pairs:
     """Every pair closer than ``cutoff`` nm; ``R`` ``[N, 3]`` nm, orthorhombic ``box`` ``[3]`` nm."""
     x, b = _as_numpy(R), _as_numpy(box)
-    nl = vesin.NeighborList(cutoff=float(cutoff), full_list=False)
-    i, j, S = nl.compute(x, np.diag(b), True, "ijS")
+    if kernels.brute_pairs_kernel is not None and len(x) <= kernels.BRUTE_MAX_BEADS \
+            and 2 * cutoff > b.min():
+        i, j, shift = kernels.brute_pairs(x, b, float(cutoff))   # small boxes: faster than cells
+    else:
+        nl = vesin.NeighborList(cutoff=float(cutoff), full_list=False)
+        i, j, S = nl.compute(x, np.diag(b), True, "ijS")
+        shift = S.astype(float) * b
     return Pairs(torch.as_tensor(i.astype(np.int64)), torch.as_tensor(j.astype(np.int64)),
-                 torch.as_tensor(S.astype(float) * b), float(cutoff))
+                 torch.as_tensor(shift), float(cutoff))
 
 
 class VerletList:

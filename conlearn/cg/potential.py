@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from scipy.interpolate import CubicSpline
 
+from conlearn.cg.kernels import pair_table_kernel
 from conlearn.cg.neighbors import Pairs, build_pairs
 
 DTYPE = torch.float64
@@ -83,6 +84,7 @@ class PairTable:
             raise ValueError(f"PairTable cutoff {self.cutoff} outside the grid [{r[0]}, {r[-1]}]")
         self.r, self.U, self.F = r, U, F
         self._coef, self._h = _hermite_coefficients(r, U, -F)
+        self._coef_np = self._coef.numpy()
         self._r0 = float(r[0])
         self._uniform = bool(np.allclose(np.diff(r), r[1] - r[0], rtol=1e-9, atol=0.0))
         self._rt = as_tensor(r)
@@ -98,12 +100,14 @@ class PairTable:
             k = torch.clamp(torch.searchsorted(self._rt, d, right=True) - 1, 0, n - 1)
             t = (d - self._rt[k]) / self._h[k]
         c = self._coef[k]                                   # [P, 4]: u = c0 + c1 t + c2 t^2 + c3 t^3
-        t = torch.clamp(t, max=1.0)
-        below = t < 0                                       # linear continuation below r[0]
-        tt = torch.clamp(t, min=0.0)
+        below = t < 0
+        any_below = bool(below.any())
+        tt = torch.clamp(t, 0.0, 1.0) if any_below else torch.clamp(t, max=1.0)
+        h = self._h[k]
         u = c[:, 0] + tt * (c[:, 1] + tt * (c[:, 2] + tt * c[:, 3]))
-        du = (c[:, 1] + tt * (2 * c[:, 2] + tt * 3 * c[:, 3])) / self._h[k]
-        u = torch.where(below, u + du * t * self._h[k], u)
+        du = (c[:, 1] + tt * (2 * c[:, 2] + tt * 3 * c[:, 3])) / h
+        if any_below:                                       # linear continuation below r[0]
+            u = torch.where(below, u + du * t * h, u)
         keep = (d < self.cutoff).to(d.dtype)
         return u * keep, du * keep
 
@@ -112,10 +116,17 @@ class PairTable:
         u, du = self.pair_energy(as_tensor(np.atleast_1d(r)))
         return u.numpy(), -du.numpy()
 
-    def energy_forces(self, R, box, pairs: Pairs | None = None):
+    def energy_forces(self, R, box, pairs: Pairs | None = None, fused: bool = True):
+        """``(E, F)``; ``fused``: the numba kernel when available (uniform grid, no autograd)."""
         R, box = as_tensor(R), as_tensor(box)
         if pairs is None:
             pairs = build_pairs(R, box, self.cutoff)
+        if fused and self._uniform and pair_table_kernel is not None and not R.requires_grad:
+            if not hasattr(pairs, "_np"):
+                pairs._np = (pairs.i.numpy(), pairs.j.numpy(), pairs.shift.numpy())
+            E, F = pair_table_kernel(R.numpy(), *pairs._np, self._r0, 1.0 / float(self._h[0]),
+                                     self._coef_np, self.cutoff)
+            return torch.tensor(E, dtype=DTYPE), torch.from_numpy(F)
         vec = pairs.vectors(R)
         d = torch.linalg.norm(vec, dim=1)
         u, du = self.pair_energy(d)

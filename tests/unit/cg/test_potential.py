@@ -95,3 +95,36 @@ def test_save_load_and_sum(tmp_path):
         PairTable.load(tmp_path / "bad.npz")
     with pytest.raises(ValueError, match="increasing grid"):
         PairTable([0.3, 0.2], [1.0, 0.0])
+
+
+def test_linear_continuation_below_the_table():
+    pot = lj_table(1.0, 0.3, 0.9)                                 # grid starts at 0.24 nm
+    r0, u0, f0 = pot.r[0], pot.U[0], pot.F[0]
+    d = np.array([0.1, 0.2, r0 - 1e-9])
+    u, f = pot(d)
+    assert np.allclose(u, u0 - f0 * (d - r0)) and np.allclose(f, f0)
+    R = np.array([[0.0, 0.0, 0.0], [0.15, 0.05, 0.0]])
+    E, F = pot.energy_forces(R, np.full(3, 3.0))
+    assert np.allclose(F.numpy(), _fd_forces(pot, R, np.full(3, 3.0)), rtol=1e-6)
+
+
+def test_fused_kernel_and_brute_pairs_match_torch_and_vesin():
+    import vesin
+
+    from conlearn.cg import kernels
+    if kernels.pair_table_kernel is None:
+        pytest.skip("numba not installed")
+    rng = np.random.default_rng(7)
+    box = np.array([1.3, 1.4, 1.5])
+    R = rng.uniform(-1.5, 3.0, size=(40, 3))                      # unwrapped
+    for cut in (0.5, 1.2, 1.8):                                    # images beyond half the box
+        i, j, s = kernels.brute_pairs(R, box, cut)
+        d = np.linalg.norm(R[j] - R[i] + s, axis=1)
+        i2, j2, d2 = vesin.NeighborList(cutoff=cut, full_list=False).compute(R, np.diag(box), True, "ijd")
+        assert len(d) == len(d2) and np.allclose(np.sort(d), np.sort(d2), atol=1e-12)
+    pot = lj_table(1.0, 0.3, 0.9)
+    pairs = build_pairs(R, box, 1.1)
+    E1, F1 = pot.energy_forces(R, box, pairs)
+    E2, F2 = pot.energy_forces(R, box, pairs, fused=False)
+    assert float(E1) == pytest.approx(float(E2), rel=1e-12)
+    assert torch.allclose(F1, F2, rtol=1e-10, atol=1e-9)
