@@ -7,10 +7,15 @@ A member holds
 * the decoder: an MLP w -> (ghat, hhat) - Maxwellian on the xi grid (for reconstructions and
   the report; the solver does not need it);
 * the closure: an MLP w -> Hermite moments mu [2, D + 2] of the normalised distributions,
-  ``mu = e0 + (net(z) - net(0)) * scale`` with z = (w - w_eq)/w_scale, then projected onto
-  the moments the state already fixes (mass, momentum, energy of the local frame and w itself),
-  so a Maxwellian state gives exactly the Maxwellian closure and the closure is consistent
-  with its inputs. All inputs and outputs are Galilean and scale invariant.
+  ``mu = e0 + (net(z) - net(0) - net'(0) z) * scale`` with z = (w - w_eq)/w_scale, then
+  projected onto the moments the state already fixes (mass, momentum, energy of the local
+  frame and w itself), so a Maxwellian state gives exactly the Maxwellian closure and the
+  closure is consistent with its inputs. With ``linear`` False the learned part is of second
+  order in w - w_eq: to first order the closure is the projection (Grad-like) one, whose
+  linearised system is hyperbolic at equilibrium; a fitted linear part (``linear`` True) is
+  more accurate on coarse grids but Burnett-like (complex characteristic speeds near
+  equilibrium, measured), so its solutions oscillate more as the grid is refined.
+  All inputs and outputs are Galilean and scale invariant.
 
 Files: ``<dir>/member-<k>.pt`` (torch state dict of tensors, read with weights_only=True) and
 ``<dir>/closure.json`` (sizes and settings); no pickled objects.
@@ -38,6 +43,17 @@ def mlp_forward(layers: list[tuple[np.ndarray, np.ndarray]], z: np.ndarray) -> n
     return z @ W.T + b
 
 
+def mlp_at_zero(layers: list) -> tuple[np.ndarray, np.ndarray]:
+    """(value [out], Jacobian [out, in]) of the MLP at z = 0."""
+    J = np.eye(layers[0][0].shape[1])
+    h = np.zeros(layers[0][0].shape[1])
+    for W, b in layers[:-1]:
+        h = np.tanh(W @ h + b)
+        J = (1.0 - h * h)[:, None] * (W @ J)
+    W, b = layers[-1]
+    return W @ h + b, W @ J
+
+
 @dataclass
 class Member:
     """One closure (numpy, for the solver). Shapes: M moments, D encoder degree, n = D + 2.
@@ -53,6 +69,7 @@ class Member:
     closure: list
     decoder: list = field(default_factory=list)
     ghat_scale: float = 1.0
+    linear: bool = False
 
     def __post_init__(self) -> None:
         M, _, d1 = self.C.shape
@@ -63,7 +80,28 @@ class Member:
         A = np.concatenate([mom.constraint_rows(self.n), self.L["w"]]).reshape(M + 3, -1)
         self._A = A
         self._P = A.T @ np.linalg.inv(A @ A.T)           # [2n, M + 3]
-        self._net0 = mlp_forward(self.closure, np.zeros((1, M)))[0]
+        self._net0, self._jac0 = mlp_at_zero(self.closure)
+        if self.linear:
+            self._jac0 = np.zeros_like(self._jac0)
+
+    @classmethod
+    def random(cls, degree: int = 4, seed: int = 0, amplitude: float = 0.0,
+               hidden: int = 16, w_range: float = 0.5) -> "Member":
+        """An untrained member: random learned moment rows (in the moment space), closure MLP
+        weights scaled by ``amplitude`` (0: the Maxwellian-projected closure, Grad-like) and
+        the clip range +-w_range. For tests and as the untrained baseline."""
+        from .training import _free_basis
+
+        rng = np.random.default_rng(seed)
+        M, n = mom.n_moments(degree), degree + 2
+        B = _free_basis(degree)
+        learned = (rng.normal(size=(M - 2, len(B))) @ B).reshape(M - 2, 2, degree + 1)
+        C = np.concatenate([mom.fixed_coefficients(degree), learned])
+        layers = [(rng.normal(size=(hidden, M)), rng.normal(size=hidden) * 0.1),
+                  (rng.normal(size=(2 * n, hidden)) * amplitude / np.sqrt(hidden), np.zeros(2 * n))]
+        w_eq = mom.apply(mom.functionals(C, n)["w"], mom.equilibrium(n))
+        return cls(C=C, w_scale=np.full(M, 0.1), w_lo=w_eq - w_range, w_hi=w_eq + w_range,
+                   mu_scale=np.full((2, n), 0.1), closure=layers)
 
     @property
     def n_moments(self) -> int:
@@ -77,7 +115,7 @@ class Member:
         """Closure Hermite moments [N, 2, n] of the normalised moments w [N, M] (clipped first)."""
         w = self.clip(w)
         z = (w - self.w_eq) / self.w_scale
-        d = (mlp_forward(self.closure, z) - self._net0).reshape(-1, 2, self.n) * self.mu_scale
+        d = (mlp_forward(self.closure, z) - self._net0 - z @ self._jac0.T).reshape(-1, 2, self.n) * self.mu_scale
         mu = mom.equilibrium(self.n) + d
         b = np.concatenate([np.broadcast_to(mom.CONSTRAINT_VALUES, (len(w), 3)), w], axis=1)
         r = mu.reshape(len(w), -1) @ self._A.T - b
@@ -103,7 +141,7 @@ class Member:
         import torch
 
         d = {"C": self.C, "w_scale": self.w_scale, "w_lo": self.w_lo, "w_hi": self.w_hi,
-             "mu_scale": self.mu_scale, "ghat_scale": np.array(self.ghat_scale)}
+             "mu_scale": self.mu_scale, "ghat_scale": np.array(self.ghat_scale), "linear": np.array(float(self.linear))}
         for name, layers in (("closure", self.closure), ("decoder", self.decoder)):
             for i, (W, b) in enumerate(layers):
                 d[f"{name}.{i}.weight"], d[f"{name}.{i}.bias"] = W, b
@@ -118,7 +156,8 @@ class Member:
             return [(a[f"{name}.{i}.weight"], a[f"{name}.{i}.bias"]) for i in range(n)]
 
         return cls(C=a["C"], w_scale=a["w_scale"], w_lo=a["w_lo"], w_hi=a["w_hi"], mu_scale=a["mu_scale"],
-                   closure=layers("closure"), decoder=layers("decoder"), ghat_scale=float(a["ghat_scale"]))
+                   closure=layers("closure"), decoder=layers("decoder"), ghat_scale=float(a["ghat_scale"]),
+                   linear=bool(a.get("linear", 0.0)))
 
     def save(self, path: str | Path) -> Path:
         import torch

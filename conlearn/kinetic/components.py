@@ -52,7 +52,7 @@ class MomentExplorer:
 
     nx: int = 100
     t_end: float = 0.1
-    wave_speed: float = 2.0
+    wave_speed: float = 3.0
     cfl: float = 0.45
 
     def explore(self, models, condition: Condition, ctx: TaskContext) -> ExploredBatch:

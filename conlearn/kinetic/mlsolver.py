@@ -115,7 +115,7 @@ def step(U, W, member, kn, dt, dx, idx, c, safe=False):
     return U2, _relax(W, 0.5 * (L0 + L1), U2[:, 0], member.w_eq, kn, dt)
 
 
-def solve_member(member: Member, x, rho, u, T, kn, t_end, bc="periodic", *, wave_speed=2.0, cfl=0.45) -> dict:
+def solve_member(member: Member, x, rho, u, T, kn, t_end, bc="periodic", *, wave_speed=3.0, cfl=0.45) -> dict:
     """Moment-system solution at t_end of one member from the Maxwellian state rho, u, T [nx].
 
     Returns {"x", "rho", "u", "T", "w" [nx, M], "steps", "fallbacks", "wall_s"}.
@@ -154,7 +154,7 @@ class MomentClosure:
     "members"); ``deviation`` of a result is the ensemble's disagreement (see :func:`deviation`).
     """
 
-    def __init__(self, members: list[Member], wave_speed: float = 2.0, cfl: float = 0.45):
+    def __init__(self, members: list[Member], wave_speed: float = 3.0, cfl: float = 0.45):
         if not members:
             raise ValueError("a moment closure needs at least one member")
         self.members = list(members)

@@ -17,7 +17,8 @@ w_k = sum C[k] * mu[..., :D+1]. The first two are fixed (stress and heat flux):
     w_0 = sigma_hat = <xi^2 - 1>_g          sigma = rho T w_0     (sigma_xx = int (v-u)^2 g - p)
     w_1 = q_hat = <xi^3/2>_g + <xi>_h       q     = rho T^1.5 w_1
 
-the rest are learned (:mod:`conlearn.kinetic.closure`). Every quantity the moment system
+the rest are learned (:mod:`conlearn.kinetic.training`): a basis, chosen by the autoencoder,
+of the rest of the complete space of :func:`moment_space` (so M = 2D - 3). Every quantity the moment system
 needs (fluxes, the non-conservative production terms) is a linear functional of mu up to
 degree D + 1 (:func:`functionals`).
 """
@@ -133,6 +134,22 @@ def fixed_coefficients(D: int) -> np.ndarray:
     C[1, 0, 1] = 1.5
     C[1, 1, 1] = 1.0
     return C
+
+
+def n_moments(D: int) -> int:
+    """M of degree D: the complete space g: P_2..P_D, h: P_1..P_(D-2) (see :func:`moment_space`)."""
+    return 2 * D - 3
+
+
+def moment_space(D: int) -> np.ndarray:
+    """Mask [2, D + 1] of the coefficients moments may use: g up to degree D, h up to D - 2,
+    without the conserved ones (g: P_0, P_1; h: P_0). The projection closure of this complete
+    set is hyperbolic at equilibrium (its speeds are the roots of He_(D+1), like Grad's);
+    an incomplete set generally is not (complex speeds, measured)."""
+    mask = np.zeros((2, D + 1), bool)
+    mask[0, 2:] = True
+    mask[1, 1:D - 1] = True
+    return mask
 
 
 def constraint_rows(n: int) -> np.ndarray:

@@ -99,7 +99,7 @@ def conditions_for(cfg: KineticConfig):
 
 def build_loop(cfg: KineticConfig, run_dir: Path, executor, initial_data: list, observers=()) -> BatchLoop:
     c, s = cfg.closure, cfg.selection
-    settings = TrainSettings(n_moments=c.n_moments, degree=c.degree, hidden=tuple(c.hidden),
+    settings = TrainSettings(degree=c.degree, hidden=tuple(c.hidden),
                              decoder_hidden=tuple(c.decoder_hidden), ae_steps=c.ae_steps, steps=c.steps,
                              reuse_steps=c.reuse_steps, lr=c.lr, batch=c.batch)
     explorer = MomentExplorer(nx=cfg.grid.nx, t_end=cfg.grid.t_end, wave_speed=cfg.solver.wave_speed,

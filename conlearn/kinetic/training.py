@@ -31,12 +31,11 @@ from .data import stack
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """n_moments: M (>= 2; 2 fixed + learned); degree: D of the moment polynomials;
+    """degree: D of the moment polynomials; M = 2D - 3 moments (2 fixed + learned);
     hidden: closure MLP widths; decoder_hidden: decoder widths; ae_steps, steps: Adam steps of
     autoencoder and closure from scratch; reuse_steps: closure steps when warm-started
     (autoencoder: a third of ae_steps); lr: initial learning rate; batch: minibatch cells."""
 
-    n_moments: int = 5
     degree: int = 4
     hidden: tuple[int, ...] = (32, 32)
     decoder_hidden: tuple[int, ...] = (32,)
@@ -45,6 +44,7 @@ class TrainSettings:
     reuse_steps: int = 800
     lr: float = 3e-3
     batch: int = 1024
+    linear: bool = False
 
 
 def _mlp(n_in: int, hidden, n_out: int, gen: torch.Generator) -> nn.Sequential:
@@ -79,17 +79,23 @@ def _load_layers(net: nn.Sequential, layers: list) -> bool:
     return True
 
 
-def _fixed_basis(D: int) -> np.ndarray:
-    """Orthonormal rows [5, 2(D+1)] spanning the constraints and the fixed moments."""
-    F = np.concatenate([mom.constraint_rows(D + 1), mom.fixed_coefficients(D)]).reshape(5, -1)
-    q, _ = np.linalg.qr(F.T)
-    return q.T
+def _free_basis(D: int) -> np.ndarray:
+    """Orthonormal rows [2D - 5, 2(D+1)] of the moment space (:func:`moments.moment_space`)
+    orthogonal to the fixed moments: where the learned rows live."""
+    mask = mom.moment_space(D).reshape(-1)
+    E = np.eye(mask.size)[mask]                              # coordinates of the space
+    F = mom.fixed_coefficients(D).reshape(2, -1) * mask      # the fixed rows inside it
+    qf, _ = np.linalg.qr(F.T)
+    R = E - (E @ qf) @ qf.T
+    u, sv, vt = np.linalg.svd(R, full_matrices=False)
+    return vt[sv > 1e-8]
 
 
-def _pca_rows(X: np.ndarray, Q: np.ndarray, k: int) -> np.ndarray:
-    Xp = X - (X @ Q.T) @ Q
-    _, _, vt = np.linalg.svd(Xp - Xp.mean(0), full_matrices=False)
-    return vt[:k]
+def _pca_rows(X: np.ndarray, B: np.ndarray, k: int) -> np.ndarray:
+    """The k principal directions of the data X [N, 2(D+1)] inside the row space of B."""
+    Y = X @ B.T
+    _, _, vt = np.linalg.svd(Y - Y.mean(0), full_matrices=False)
+    return vt[:k] @ B
 
 
 def _adam(params, steps: int, lr: float, loss_fn, gen: torch.Generator, n: int, batch: int) -> float:
@@ -109,16 +115,17 @@ def _adam(params, steps: int, lr: float, loss_fn, gen: torch.Generator, n: int, 
 def train_autoencoder(mu: np.ndarray, ghat: np.ndarray, s: TrainSettings, gen: torch.Generator,
                       previous: Member | None):
     """(C [M, 2, D+1], w_scale [M], decoder layers, ghat_scale, final loss)."""
-    D, M = s.degree, s.n_moments
+    D = s.degree
+    M = mom.n_moments(D)
     X = (mu[:, :, :D + 1] - mom.equilibrium(D + 1)).reshape(len(mu), -1)
-    Q = _fixed_basis(D)
+    B = _free_basis(D)
     fixed = mom.fixed_coefficients(D).reshape(2, -1)
     if previous is not None and previous.C.shape == (M, 2, D + 1):
         learned0 = previous.C[2:].reshape(M - 2, -1)
     else:
-        learned0 = _pca_rows(X, Q, M - 2)
-    Xt, Qt = torch.as_tensor(X), torch.as_tensor(Q)
-    raw = nn.Parameter(torch.as_tensor(learned0.copy()))
+        learned0 = _pca_rows(X, B, M - 2)
+    Xt, Bt = torch.as_tensor(X), torch.as_tensor(B)
+    raw = nn.Parameter(torch.as_tensor(learned0 @ B.T))      # coordinates in the free basis
     Ft = torch.as_tensor(fixed)
     w0 = X @ np.concatenate([fixed, learned0]).T
     w_scale = np.maximum(w0.std(0), 1e-4)
@@ -131,8 +138,7 @@ def train_autoencoder(mu: np.ndarray, ghat: np.ndarray, s: TrainSettings, gen: t
     ws = torch.as_tensor(w_scale)
 
     def rows():
-        L = raw - (raw @ Qt.T) @ Qt
-        return torch.cat([Ft, L])
+        return torch.cat([Ft, raw @ Bt])
 
     def loss_fn(idx):
         z = Xt[idx] @ rows().T / ws
@@ -152,6 +158,7 @@ class _Closure(nn.Module):
         M, n = member.n_moments, member.n
         self.net = _mlp(M, hidden, 2 * n, gen)
         self.n = n
+        self.linear = member.linear
         self.w_eq = torch.as_tensor(member.w_eq)
         self.w_scale = torch.as_tensor(member.w_scale)
         self.mu_scale = torch.as_tensor(member.mu_scale).reshape(-1)
@@ -160,9 +167,22 @@ class _Closure(nn.Module):
         self.e0 = torch.as_tensor(mom.equilibrium(n).reshape(-1))
         self.cv = torch.as_tensor(mom.CONSTRAINT_VALUES)
 
+    def at_zero(self):
+        """(net(0) [out], net'(0) [out, in]) through the tanh layers (differentiable)."""
+        lin = [m for m in self.net if isinstance(m, nn.Linear)]
+        h = torch.zeros(lin[0].in_features, dtype=torch.float64)
+        J = torch.eye(lin[0].in_features, dtype=torch.float64)
+        for m in lin[:-1]:
+            h = torch.tanh(m(h))
+            J = (1.0 - h * h)[:, None] * (m.weight @ J)
+        return lin[-1](h), lin[-1].weight @ J
+
     def forward(self, w):
         z = (w - self.w_eq) / self.w_scale
-        d = (self.net(z) - self.net(torch.zeros_like(z[:1]))) * self.mu_scale
+        v0, J0 = self.at_zero()
+        if self.linear:
+            J0 = torch.zeros_like(J0)
+        d = (self.net(z) - v0 - z @ J0.T) * self.mu_scale
         mu = self.e0 + d
         b = torch.cat([self.cv.expand(len(w), 3), w], dim=1)
         r = mu @ self.A.T - b
@@ -188,8 +208,8 @@ def train_member(data, s: TrainSettings, seed: int, previous: Member | None = No
     mu_scale = np.maximum(dev.std(0), 1e-3).reshape(2, n_need)
     span = w.max(0) - w.min(0)
     proto = Member(C=C, w_scale=w_scale, w_lo=w.min(0) - 0.1 * span, w_hi=w.max(0) + 0.1 * span,
-                   mu_scale=mu_scale, closure=_layers(_mlp(s.n_moments, s.hidden, 2 * n_need, gen)),
-                   decoder=decoder, ghat_scale=ghat_scale)
+                   mu_scale=mu_scale, closure=_layers(_mlp(C.shape[0], s.hidden, 2 * n_need, gen)),
+                   decoder=decoder, ghat_scale=ghat_scale, linear=s.linear)
     model = _Closure(proto, s.hidden, gen)
     warm = previous is not None and _load_layers(model.net, previous.closure)
     wt, mut = torch.as_tensor(w), torch.as_tensor(mu.reshape(len(mu), -1))
@@ -202,6 +222,6 @@ def train_member(data, s: TrainSettings, seed: int, previous: Member | None = No
     with torch.no_grad():
         full = float((((model(wt) - mut) / scale) ** 2).mean())
     member = Member(C=C, w_scale=w_scale, w_lo=proto.w_lo, w_hi=proto.w_hi, mu_scale=mu_scale,
-                    closure=_layers(model.net), decoder=decoder, ghat_scale=ghat_scale)
+                    closure=_layers(model.net), decoder=decoder, ghat_scale=ghat_scale, linear=s.linear)
     return member, {"ae_loss": ae_loss, "closure_loss": loss, "closure_mse": full, "n_cells": int(len(mu)),
                     "warm": bool(warm)}
