@@ -11,7 +11,9 @@ nm, ps, kJ/mol, kJ/mol/nm, amu, K. Forces are the force field's (constraint forc
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -82,8 +84,24 @@ def _scale_to_density(topology, pos: np.ndarray, masses: np.ndarray, box: np.nda
     return out, np.full(3, L)
 
 
+def _methanol_dir() -> Path:
+    """openmmtools' data folder for the methanol box, found without importing openmmtools."""
+    spec = importlib.util.find_spec("openmmtools")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the methanol box needs openmmtools (pip install openmmtools)")
+    return Path(list(spec.submodule_search_locations)[0]) / "data" / "methanol-box"
+
+
 def build_system(spec: AllAtomSpec):
-    """``(topology, system, positions [n_atoms, 3] nm, box [3] nm)`` for ``spec``."""
+    """``(topology, system, positions [n_atoms, 3] nm, box [3] nm)`` for ``spec``; the system
+    is a fresh copy each call (built once per process and spec)."""
+    openmm, _, _ = _openmm()
+    topology, xml, pos, box = _build(spec)
+    return topology, openmm.XmlSerializer.deserialize(xml), pos.copy(), box.copy()
+
+
+@functools.lru_cache(maxsize=4)
+def _build(spec: AllAtomSpec):
     openmm, app, unit = _openmm()
     if spec.liquid == "spce":
         ff = app.ForceField("spce.xml")
@@ -94,8 +112,7 @@ def build_system(spec: AllAtomSpec):
                                            nonbondedCutoff=spec.cutoff_nm * unit.nanometer,
                                            constraints=app.HBonds)
     else:
-        from importlib.resources import files
-        base = files("openmmtools") / "data" / "methanol-box"
+        base = _methanol_dir()
         prmtop = app.AmberPrmtopFile(str(base / "methanol-box.prmtop"))
         positions = app.AmberInpcrdFile(str(base / "methanol-box.crd")).getPositions()
         topology = prmtop.topology
@@ -112,7 +129,7 @@ def build_system(spec: AllAtomSpec):
     topology.setPeriodicBoxVectors(np.diag(box) * unit.nanometer)
     system = make(topology)
     system.setDefaultPeriodicBoxVectors(*[openmm.Vec3(*row) * unit.nanometer for row in np.diag(box)])
-    return topology, system, pos, box
+    return topology, openmm.XmlSerializer.serialize(system), pos, box
 
 
 def make_simulation(spec: AllAtomSpec, topology, system, seed: int):

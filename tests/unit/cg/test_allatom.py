@@ -62,3 +62,13 @@ def test_spec_errors():
         AllAtomSpec("argon", 64)
     with pytest.raises(ValueError, match="exceeds half the box"):
         run_allatom(AllAtomSpec("spce", 64, cutoff_nm=0.9), 10, 10, 0)
+
+
+def test_methanol_box_from_openmmtools():
+    res = run_allatom(AllAtomSpec("methanol", 125), 100, 50, seed=0)
+    assert res["positions"].shape == (2, 750, 3)
+    assert analysis.density(res["masses"].sum(), res["box"]) == pytest.approx(0.787, rel=1e-9)
+    m = com_mapping(res["masses"], res["molecule_of_atom"])
+    assert m.n_beads == 125 and np.allclose(m.bead_masses, 32.042, atol=0.01)
+    F = m.map_forces(res["forces"])
+    assert np.abs(F.sum(1)).max() < 2e-3 * np.sqrt((F ** 2).sum(-1).mean() * 125)
