@@ -24,7 +24,8 @@ from .bgk import kinetic_solve
 from .closure import Member
 from .data import snapshot_payload
 from .initial import initial_profiles
-from .mlsolver import MomentClosure, deviation, solve_member
+from .mlsolver import MomentClosure, deviation, solve_stack
+from .stack import StackedClosure
 from .training import TrainSettings, train_member
 from .velocity import velocity_grid
 
@@ -59,16 +60,16 @@ class MomentExplorer:
         spec, kn = condition.params["spec"], float(condition.params["kn"])
         x = cells(self.nx)
         rho, u, T = initial_profiles(spec, x)
-        runs, failed = [], []
-        for k, m in enumerate(models):
-            try:
-                runs.append(solve_member(Member.load(m.model_paths[0]), x, rho, u, T, kn, self.t_end, spec["bc"],
-                                         wave_speed=self.wave_speed, cfl=self.cfl))
-            except (FloatingPointError, ValueError) as err:
-                failed.append(f"member {k}: {err}")
+        stack = StackedClosure([Member.load(m.model_paths[0]) for m in models])
+        try:
+            runs, failed = solve_stack(stack, x, rho, u, T, kn, self.t_end, spec["bc"], wave_speed=self.wave_speed,
+                                       cfl=self.cfl), ""
+        except FloatingPointError as err:
+            runs, failed = [], str(err)
         dev = FAILED_DEVIATION if failed else min(deviation(runs), FAILED_DEVIATION)
         meta = {"kn": kn, "kind": spec["kind"], "failed": failed,
-                "fallbacks": int(sum(r["fallbacks"] for r in runs)), "solve_s": float(sum(r["wall_s"] for r in runs))}
+                "fallbacks": int(runs[0]["fallbacks"]) if runs else -1,
+                "solve_s": float(runs[0]["wall_s"]) if runs else -1.0}
         cand = Candidate(deviation=float(dev), payload=dict(condition.params), meta=meta)
         return ExploredBatch(condition=condition, candidates=(cand,), meta=meta)
 

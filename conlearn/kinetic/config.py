@@ -128,6 +128,8 @@ class Closure(_Strict):
     reuse_steps: int = Field(800, ge=1)
     lr: float = Field(3e-3, gt=0)
     batch: int = Field(1024, ge=16)
+    linear: bool = Field(True, description="learn the closure's linear response too (more accurate on coarse "
+                                            "grids; False keeps the projection closure's, hyperbolic at equilibrium)")
 
 
 class Solver(_Strict):

@@ -13,7 +13,8 @@ conservation laws) and rho (rho c - W)/Kn is the exact BGK source (c = w of a Ma
 So a Maxwellian state closes exactly (Euler), and the system reproduces Navier-Stokes with
 mu = Kn T, Pr = 1 as Kn -> 0 whatever the learned part.
 
-Scheme: MUSCL (van Leer on rho, u, T, w: faces stay between neighbour values, so positive) +
+Scheme: MUSCL (van Leer on rho, u, T, w and on the closure flux a, evaluated once per cell:
+faces stay between neighbour values, so rho and T there are positive) +
 Rusanov flux with the wave speed |u| + c sqrt(T) (c = ``wave_speed``, a bound on the speeds
 of the distributions met in training), SSP-RK2 in time; the relaxation is integrated exactly
 with the other terms frozen (exponential integrator): small Kn is not stiff. Conservative
@@ -29,6 +30,7 @@ import numpy as np
 
 from . import fv
 from .closure import Member, load_members
+from .stack import StackedClosure
 from .velocity import primitive
 
 
@@ -37,65 +39,72 @@ def _conserved(rho, u, T):
 
 
 def _flux(P: np.ndarray, a: np.ndarray, c: float, euler: bool):
-    """Conserved states Q [n, 3+M], physical fluxes [n, 3+M] and wave speeds [n] of primitives P = (rho, u, T, w)."""
-    rho, u, T, w = P[:, 0], P[:, 1], P[:, 2], P[:, 3:]
+    """Conserved states Q [..., 3+M], physical fluxes [..., 3+M] and wave speeds [...] of
+    primitives P [..., 3+M] = (rho, u, T, w) with closure fluxes a [..., M]."""
+    rho, u, T, w = P[..., 0], P[..., 1], P[..., 2], P[..., 3:]
     sq = np.sqrt(T)
     p = rho * T
-    sig = np.zeros_like(p) if euler else p * w[:, 0]
-    q = np.zeros_like(p) if euler else p * sq * w[:, 1]
+    sig = np.zeros_like(p) if euler else p * w[..., 0]
+    q = np.zeros_like(p) if euler else p * sq * w[..., 1]
     E = 0.5 * rho * u * u + 1.5 * p
-    W = rho[:, None] * w
-    Q = np.column_stack([rho, rho * u, E, W])
-    F = np.column_stack([rho * u, rho * u * u + p + sig, u * (E + p + sig) + q,
-                         u[:, None] * W + (rho * sq)[:, None] * a])
+    W = rho[..., None] * w
+    Q = np.concatenate([np.stack([rho, rho * u, E], -1), W], -1)
+    F = np.concatenate([np.stack([rho * u, rho * u * u + p + sig, u * (E + p + sig) + q], -1),
+                        u[..., None] * W + (rho * sq)[..., None] * a], -1)
     return Q, F, np.abs(u) + c * sq
 
 
-def rates(U, W, member: Member, dx: float, idx: np.ndarray, c: float, safe: bool = False):
-    """(dU/dt [nx, 3], dW/dt without relaxation [nx, M]); ``safe``: first order, Euler flux for U."""
-    nx, M = len(U), W.shape[1]
+def rates(U, W, closure: StackedClosure, dx: float, idx: np.ndarray, c: float, safe: bool = False):
+    """(dU/dt [K, nx, 3], dW/dt without relaxation [K, nx, M]) of the K members' states U [K, nx, 3],
+    W [K, nx, M]; ``safe``: first order and the Euler flux for U."""
+    nx = U.shape[1]
     rho, u, T = primitive(U)
-    w = member.clip(W / rho[:, None])
-    P = np.column_stack([rho, u, T, w])[idx]                  # [nx + 4, 3 + M]
+    w = closure.clip(W / rho[..., None])
+    P = np.concatenate([np.stack([rho, u, T], -1), w], -1)[:, idx]      # [K, nx + 4, 3 + M]
     if safe:
-        left, right = P[1:nx + 2], P[2:nx + 3]
+        left, right = P[:, 1:nx + 2], P[:, 2:nx + 3]
     else:
-        s = fv.limited_slopes(P, axis=0, limiter=fv.van_leer)  # cells 1 .. nx + 2 of P
-        left, right = P[1:nx + 2] + 0.5 * s[:-1], P[2:nx + 3] - 0.5 * s[1:]
-    coef = member.coefficients(np.concatenate([left[:, 3:], right[:, 3:], w]))
-    nf = nx + 1
-    QL, FL, sL = _flux(left, coef["a"][:nf], c, safe)
-    QR, FR, sR = _flux(right, coef["a"][nf:2 * nf], c, safe)
-    alpha = np.maximum(sL, sR)[:, None]
-    F = 0.5 * (FL + FR) - 0.5 * alpha * (QR - QL)
-    dQ = -(F[1:] - F[:-1]) / dx
-    return dQ[:, :3], dQ[:, 3:] + production(P, {k: v[2 * nf:] for k, v in coef.items()}, dx)
+        s = fv.limited_slopes(P, axis=1, limiter=fv.van_leer)          # cells 1 .. nx + 2 of P
+        left, right = P[:, 1:nx + 2] + 0.5 * s[:, :-1], P[:, 2:nx + 3] - 0.5 * s[:, 1:]
+    coef = closure.coefficients(w)                                      # at the cells only
+    a = coef["a"][:, idx]                                               # [K, nx + 4, M]
+    if safe:
+        aL, aR = a[:, 1:nx + 2], a[:, 2:nx + 3]
+    else:
+        sa = fv.limited_slopes(a, axis=1, limiter=fv.van_leer)
+        aL, aR = a[:, 1:nx + 2] + 0.5 * sa[:, :-1], a[:, 2:nx + 3] - 0.5 * sa[:, 1:]
+    QL, FL, sL = _flux(left, aL, c, safe)
+    QR, FR, sR = _flux(right, aR, c, safe)
+    F = 0.5 * (FL + FR) - 0.5 * np.maximum(sL, sR)[..., None] * (QR - QL)
+    dQ = -(F[:, 1:] - F[:, :-1]) / dx
+    return dQ[..., :3], dQ[..., 3:] + production(P, coef, dx)
 
 
 def production(P: np.ndarray, coef: dict, dx: float) -> np.ndarray:
-    """The production terms S [nx, M] from padded primitives P [nx + 4, 3 + M] (central differences)."""
-    rho, u, T, w = P[:, 0], P[:, 1], P[:, 2], P[:, 3:]
-    ps = rho * T * (1.0 + w[:, 0])          # p + sigma
-    q = rho * T ** 1.5 * w[:, 1]
+    """The production terms S [K, nx, M] from padded primitives P [K, nx + 4, 3 + M] (central differences)."""
+    rho, u, T, w = P[..., 0], P[..., 1], P[..., 2], P[..., 3:]
+    ps = rho * T * (1.0 + w[..., 0])          # p + sigma
+    q = rho * T ** 1.5 * w[..., 1]
 
     def d(f):
-        return (f[3:-1] - f[1:-3]) / (2.0 * dx)
+        return (f[:, 3:-1] - f[:, 1:-3]) / (2.0 * dx)
 
-    r, Tc, du, dT = rho[2:-2], T[2:-2], d(u), d(T)
+    r, Tc, du, dT = rho[:, 2:-2], T[:, 2:-2], d(u), d(T)
     sq = np.sqrt(Tc)
     Du = -d(ps) / r
-    DT = -(2.0 / (3.0 * r)) * (ps[2:-2] * du + d(q))
-    S = (-(Du / sq)[:, None] * coef["A0"] - (du + 0.5 * DT / Tc)[:, None] * coef["A1"]
-         - (0.5 * dT / sq)[:, None] * coef["A2"] - (DT / Tc)[:, None] * coef["B0"] - (dT / sq)[:, None] * coef["B1"])
-    return r[:, None] * S
+    DT = -(2.0 / (3.0 * r)) * (ps[:, 2:-2] * du + d(q))
+    S = (-(Du / sq)[..., None] * coef["A0"] - (du + 0.5 * DT / Tc)[..., None] * coef["A1"]
+         - (0.5 * dT / sq)[..., None] * coef["A2"] - (DT / Tc)[..., None] * coef["B0"]
+         - (dT / sq)[..., None] * coef["B1"])
+    return r[..., None] * S
 
 
 def _relax(W0, L, rho, w_eq, kn, dt):
     """Exact solution over dt of dW/dt = L + (rho/kn)(rho w_eq - W) with L, rho frozen."""
-    x = (rho * dt / kn)[:, None]
+    x = (rho * dt / kn)[..., None]
     e = np.exp(-x)
     phi = np.where(x > 1e-12, -np.expm1(-x) / np.maximum(x, 1e-300), 1.0)
-    return e * W0 + (1.0 - e) * rho[:, None] * w_eq + phi * dt * L
+    return e * W0 + (1.0 - e) * rho[..., None] * w_eq[:, None] + phi * dt * L
 
 
 def _ok(U) -> bool:
@@ -103,37 +112,40 @@ def _ok(U) -> bool:
     return bool(np.all(rho > 0) and np.all(T > 0) and np.all(np.isfinite(U)))
 
 
-def step(U, W, member, kn, dt, dx, idx, c, safe=False):
+def step(U, W, closure, kn, dt, dx, idx, c, safe=False):
     """One SSP-RK2 step with exponential relaxation; returns (U, W)."""
-    dU0, L0 = rates(U, W, member, dx, idx, c, safe)
+    dU0, L0 = rates(U, W, closure, dx, idx, c, safe)
     U1 = U + dt * dU0
     if not _ok(U1):
         return U1, W
-    W1 = _relax(W, L0, U1[:, 0], member.w_eq, kn, dt)
-    dU1, L1 = rates(U1, W1, member, dx, idx, c, safe)
+    W1 = _relax(W, L0, U1[..., 0], closure.w_eq, kn, dt)
+    dU1, L1 = rates(U1, W1, closure, dx, idx, c, safe)
     U2 = 0.5 * (U + U1 + dt * dU1)
-    return U2, _relax(W, 0.5 * (L0 + L1), U2[:, 0], member.w_eq, kn, dt)
+    return U2, _relax(W, 0.5 * (L0 + L1), U2[..., 0], closure.w_eq, kn, dt)
 
 
-def solve_member(member: Member, x, rho, u, T, kn, t_end, bc="periodic", *, wave_speed=3.0, cfl=0.45) -> dict:
-    """Moment-system solution at t_end of one member from the Maxwellian state rho, u, T [nx].
+def solve_stack(closure: StackedClosure, x, rho, u, T, kn, t_end, bc="periodic", *, wave_speed=3.0,
+                cfl=0.45) -> list[dict]:
+    """Every member's moment-system solution at t_end from the Maxwellian state rho, u, T [nx].
 
-    Returns {"x", "rho", "u", "T", "w" [nx, M], "steps", "fallbacks", "wall_s"}.
-    """
+    The members advance together (one time step, the smallest any needs; a step that leaves
+    a member non-positive is redone first-order for all). Returns per member
+    {"x", "rho", "u", "T", "w" [nx, M], "U" [nx, 3], "steps", "fallbacks", "wall_s"}
+    (wall_s: the whole solve's)."""
     t0 = time.perf_counter()
     dx = fv.check_cells(x)
     rho, u, T = fv.check_state(rho, u, T)
     kn = fv.check_kn(kn)
     t_end = float(fv.check_times(t_end)[-1])
     idx = fv.ghost_index(len(x), bc)
-    U = _conserved(rho, u, T)
-    W = rho[:, None] * member.w_eq[None, :]
+    U = np.broadcast_to(_conserved(rho, u, T), (closure.K, len(x), 3)).copy()
+    W = rho[None, :, None] * closure.w_eq[:, None, :]
     t, steps, fallbacks = 0.0, 0, 0
     while t < t_end * (1 - 1e-12):
         r, uu, TT = primitive(U)
         dt = min(cfl * dx / np.max(np.abs(uu) + wave_speed * np.sqrt(TT)), t_end - t)
         for attempt in range(8):
-            Un, Wn = step(U, W, member, kn, dt, dx, idx, wave_speed, safe=attempt > 0)
+            Un, Wn = step(U, W, closure, kn, dt, dx, idx, wave_speed, safe=attempt > 0)
             if _ok(Un):
                 break
             fallbacks += 1
@@ -143,14 +155,20 @@ def solve_member(member: Member, x, rho, u, T, kn, t_end, bc="periodic", *, wave
             raise FloatingPointError(f"moment solver: no positive state at t = {t:.4g} even first order")
         U, W, t, steps = Un, Wn, t + dt, steps + 1
     r, uu, TT = primitive(U)
-    return {"x": np.asarray(x, float), "rho": r, "u": uu, "T": TT, "w": W / r[:, None],
-            "U": U, "steps": steps, "fallbacks": fallbacks, "wall_s": time.perf_counter() - t0}
+    wall = time.perf_counter() - t0
+    return [{"x": np.asarray(x, float), "rho": r[k], "u": uu[k], "T": TT[k], "w": W[k] / r[k][:, None],
+             "U": U[k], "steps": steps, "fallbacks": fallbacks, "wall_s": wall} for k in range(closure.K)]
+
+
+def solve_member(member: Member, x, rho, u, T, kn, t_end, bc="periodic", *, wave_speed=3.0, cfl=0.45) -> dict:
+    """One member's solution (see :func:`solve_stack`)."""
+    return solve_stack(StackedClosure([member]), x, rho, u, T, kn, t_end, bc, wave_speed=wave_speed, cfl=cfl)[0]
 
 
 class MomentClosure:
     """The learned ensemble as a model for :func:`conlearn.kinetic.simulate`.
 
-    ``solve`` runs every member and returns their mean rho, u, T (and each member's under
+    ``solve`` runs every member (batched) and returns their mean rho, u, T (and each member's under
     "members"); ``deviation`` of a result is the ensemble's disagreement (see :func:`deviation`).
     """
 
@@ -158,6 +176,7 @@ class MomentClosure:
         if not members:
             raise ValueError("a moment closure needs at least one member")
         self.members = list(members)
+        self.stacked = StackedClosure(self.members)
         self.wave_speed, self.cfl = float(wave_speed), float(cfl)
 
     @property
@@ -166,12 +185,10 @@ class MomentClosure:
 
     def solve(self, x, rho, u, T, kn, t_end, bc="periodic") -> dict:
         t0 = time.perf_counter()
-        runs = [solve_member(m, x, rho, u, T, kn, t_end, bc, wave_speed=self.wave_speed, cfl=self.cfl)
-                for m in self.members]
+        runs = solve_stack(self.stacked, x, rho, u, T, kn, t_end, bc, wave_speed=self.wave_speed, cfl=self.cfl)
         out = {k: np.mean([r[k] for r in runs], axis=0) for k in ("rho", "u", "T")}
-        out.update(x=np.asarray(x, float), members=runs, deviation=deviation(runs),
-                   steps=sum(r["steps"] for r in runs), fallbacks=sum(r["fallbacks"] for r in runs),
-                   wall_s=time.perf_counter() - t0)
+        out.update(x=np.asarray(x, float), members=runs, deviation=deviation(runs), steps=runs[0]["steps"],
+                   fallbacks=runs[0]["fallbacks"], wall_s=time.perf_counter() - t0)
         return out
 
     def save(self, directory) -> "Path":

@@ -1,0 +1,115 @@
+"""Benchmark of a learned moment closure against Euler and Navier-Stokes (issue 12's "Done when").
+
+    python benchmarks/kinetic_bgk.py --model RUN_DIR [--quick] [--json out.json] [--md out.md]
+
+Fixed test set (seeded): 20 waves and 20 Riemann problems at each Kn in {1e-3, 1e-2, 1e-1, 1, 10}
+(--quick: 3 + 3), plus Sod (rho, p = 1, 1 | 0.125, 0.1) and the wave rho = 1 + 0.5 sin 2 pi x,
+u = 0.3 sin(4 pi x + 0.5), T = 1 + 0.3 cos 2 pi x at every Kn. For each: relative L2 errors of
+rho, u, T at t = 0.1 on 100 cells against the kinetic solver on 4x finer cells, for the ML model
+(mean of its ensemble), Euler and NS; wall time of each against the kinetic solve on the same
+cells; the smallest rho and T any solver produced. Runs the cases on --workers processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from conlearn.kinetic import initial as ini  # noqa: E402
+from conlearn.kinetic.evaluate import evaluate_case  # noqa: E402
+
+KNS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+SEED = 20261204
+SOLVERS = ("ml", "euler", "ns")
+
+
+def test_set(n_each: int) -> list[dict]:
+    rng = np.random.default_rng(SEED)
+    cases = []
+    for kn in KNS:
+        cases.append({"name": "sod", "kn": kn, "spec": ini.sod()})
+        cases.append({"name": "wave", "kn": kn, "spec": ini.benchmark_wave()})
+        for i in range(n_each):
+            cases.append({"name": f"random-wave-{i}", "kn": kn, "spec": ini.random_wave(rng)})
+            cases.append({"name": f"random-riemann-{i}", "kn": kn, "spec": ini.random_riemann(rng)})
+    return cases
+
+
+def one(args) -> dict:
+    model, case, nx = args
+    out = evaluate_case(model, case["spec"], case["kn"], nx, 0.1)
+    out.update(name=case["name"], kind=case["spec"]["kind"])
+    for k in ("x", "initial", "reference", "profiles"):
+        out.pop(k)
+    return out
+
+
+def table(results: list[dict]) -> list[str]:
+    lines = ["| Kn | set | ML rho / u / T | Euler rho / u / T | NS rho / u / T | ML/Euler (u) | ML/NS (u) |",
+             "|---|---|---|---|---|---|---|"]
+    for kn in KNS:
+        at = [r for r in results if r["kn"] == kn]
+        for label, sel in (("random (mean)", [r for r in at if r["name"].startswith("random")]),
+                           ("Sod", [r for r in at if r["name"] == "sod"]),
+                           ("wave", [r for r in at if r["name"] == "wave"])):
+            if not sel:
+                continue
+            m = {s: {k: float(np.mean([r["errors"][s][k] for r in sel])) for k in ("rho", "u", "T")} for s in SOLVERS}
+            cells = [" / ".join(f"{100 * m[s][k]:.2f}" for k in ("rho", "u", "T")) for s in SOLVERS]
+            lines.append(f"| {kn:g} | {label} | {cells[0]} | {cells[1]} | {cells[2]} | "
+                         f"{m['ml']['u'] / m['euler']['u']:.2f} | {m['ml']['u'] / m['ns']['u']:.2f} |")
+    return lines
+
+
+def costs(results: list[dict]) -> list[str]:
+    w = {s: float(np.mean([r["wall_s"][s] for r in results])) for s in ("kinetic", "ml", "euler", "ns")}
+    lines = ["| solver | mean wall s per solve (100 cells, t = 0.1) | kinetic / solver |", "|---|---|---|"]
+    for s in ("kinetic", "ml", "euler", "ns"):
+        lines.append(f"| {s} | {w[s]:.3f} | {w['kinetic'] / w[s]:.2f} |")
+    return lines
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="a kinetic run directory or a closure directory")
+    ap.add_argument("--quick", action="store_true", help="3 waves + 3 Riemann problems per Kn instead of 20 + 20")
+    ap.add_argument("--nx", type=int, default=100)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--json", help="write every case's errors, costs and minima here")
+    ap.add_argument("--md", help="write the tables (markdown) here")
+    args = ap.parse_args(argv)
+    cases = test_set(3 if args.quick else 20)
+    t0 = time.perf_counter()
+    jobs = [(str(args.model), c, args.nx) for c in cases]
+    if args.workers > 1:
+        with ProcessPoolExecutor(args.workers) as ex:
+            results = list(ex.map(one, jobs))
+    else:
+        results = [one(j) for j in jobs]
+    wall = time.perf_counter() - t0
+    lo = {s: min(r["min_rho_T"][s] for r in results) for s in ("kinetic", "ml", "euler", "ns")}
+    out = [f"# kinetic BGK benchmark: {len(cases)} cases, model {args.model}, {args.nx} cells, t = 0.1",
+           "", "Relative L2 errors (%) against the kinetic solver on 4x finer cells:", "", *table(results),
+           "", "Cost:", "", *costs(results), "",
+           f"Smallest rho or T produced: " + ", ".join(f"{s} {v:.3g}" for s, v in lo.items()),
+           f"Benchmark wall time: {wall:.0f} s on {args.workers} worker(s), OMP_NUM_THREADS="
+           f"{os.environ.get('OMP_NUM_THREADS', 'unset')}"]
+    print("\n".join(out))
+    if args.md:
+        Path(args.md).write_text("\n".join(out) + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"cases": results, "wall_s": wall}, indent=1))
+    return 0 if lo["ml"] > 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
