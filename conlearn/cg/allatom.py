@@ -173,7 +173,8 @@ def run_allatom(spec: AllAtomSpec, n_steps: int, save_every: int, seed: int, sta
         dict: ``positions``, ``forces`` ``[T, n_atoms, 3]`` (nm, kJ/mol/nm; positions
         continuous, not wrapped), ``box`` ``[3]``, ``masses``, ``molecule_of_atom``,
         ``temperature`` ``[T]`` K, ``potential_energy`` ``[T]`` kJ/mol, ``steps``, ``wall_s``
-        (production only), ``state``.
+        and ``cpu_s`` (production only; CPU time of the process, robust to a loaded machine),
+        ``state``.
     """
     path = None
     if cache_dir is not None and start is None:
@@ -193,7 +194,7 @@ def run_allatom(spec: AllAtomSpec, n_steps: int, save_every: int, seed: int, sta
         sim.step(equil_steps)
     n_dof = 3 * system.getNumParticles() - system.getNumConstraints() - 3
     frames = {k: [] for k in ("positions", "forces", "temperature", "potential_energy")}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(n_steps // save_every):
         sim.step(save_every)
         st = sim.context.getState(getPositions=True, getForces=True, getEnergy=True)
@@ -203,10 +204,10 @@ def run_allatom(spec: AllAtomSpec, n_steps: int, save_every: int, seed: int, sta
         ke = st.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
         frames["temperature"].append(2 * ke / (n_dof * 0.00831446261815324))
         frames["potential_energy"].append(st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     out = {k: np.array(v, dtype=float) for k, v in frames.items()}
     out.update(topology_arrays(topology))
-    out.update(box=box, steps=n_steps, wall_s=wall, state=get_state(sim))
+    out.update(box=box, steps=n_steps, wall_s=wall, cpu_s=cpu, state=get_state(sim))
     if path is not None:
         save_result(path, out)
     return out
@@ -248,6 +249,7 @@ def load_result(path: str | Path) -> dict:
     for k in ("steps",):
         res[k] = int(res[k])
     res["wall_s"] = float(res["wall_s"])
+    res["cpu_s"] = float(res["cpu_s"]) if "cpu_s" in res else float("nan")
     return res
 
 

@@ -46,12 +46,13 @@ def cg_md(potential, R0, box, masses, n_steps: int, dt_fs: float, temperature: f
     Returns:
         dict: ``positions`` ``[T, N, 3]`` (unwrapped, T = frames at steps save_every,
         2 save_every, ...), ``forces`` ``[T, N, 3]`` (if ``save_forces``), ``potential_energy``,
-        ``kinetic_energy``, ``temperature`` ``[T]``, ``steps`` (run), ``wall_s``, ``ok`` (False
+        ``kinetic_energy`` ``[T]`` kJ/mol, ``temperature`` ``[T]`` K (from 3N degrees of
+        freedom), ``steps`` (run), ``wall_s``, ``cpu_s`` (process CPU time), ``ok`` (False
         on NaN or beads closer than ``min_distance``: the run stops there), ``reason``,
         ``n_builds`` (pair-list rebuilds) and ``state`` (``positions``, ``velocities`` [N, 3]
         numpy, to continue).
     """
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     R = as_tensor(R0).clone()
     box_t = as_tensor(box)
     m = as_tensor(masses).reshape(-1, 1)
@@ -97,7 +98,8 @@ def cg_md(potential, R0, box, masses, n_steps: int, dt_fs: float, temperature: f
     if not save_forces:
         res.pop("forces")
     res["temperature"] = 2 * res["kinetic_energy"] / (3 * n * KB)
-    res.update(steps=step, wall_s=time.perf_counter() - t0, ok=ok, reason=reason,
+    res.update(steps=step, wall_s=time.perf_counter() - t0, cpu_s=time.process_time() - c0,
+               ok=ok, reason=reason,
                n_builds=nl.n_builds, box=np.asarray(box_t), dt_fs=dt_fs,
                state={"positions": R.numpy().copy(), "velocities": V.numpy().copy()})
     return res
