@@ -57,7 +57,7 @@ BASINS = {                                   # (phi range, psi ranges), rad; per
     "C7eq": ((-1.9, -0.5), ((0.2, 1.9),)),
     "C7ax": ((0.6, 1.7), ((-1.6, -0.2),)),
 }
-REF_STEPS = {"full": 10_000_000, "quick": 1_500_000}     # per metadynamics run (20 ns / 3 ns)
+REF_STEPS = {"full": 4_000_000, "quick": 1_500_000}      # per metadynamics run (8 ns / 3 ns)
 QUICK = {("explore", "n_steps"): 10000, ("label", "n_steps"): 10000, ("loop", "max_iterations"): 4,
          ("select", "max_select"): 20, ("training", "n_steps"): 1000, ("training", "reuse_n_steps"): 300,
          ("training", "final_n_steps"): 1000}
@@ -227,7 +227,7 @@ def reference_summary(ref: dict) -> dict:
     along = {int(n): shifted_rmse(s1, s2, _mean_fes(s1, s2) < 10 * KT)
              for n, s1, s2 in zip(ref["snap_steps"], ref["snap1"], ref["snap2"])}
     fe, runs = basin_free_energies(mean, ref["axis"]), [basin_free_energies(a, ref["axis"]) for a in (a1, a2)]
-    return {"A": mean, "disagreement": shifted_rmse(a1, a2, mean < 10 * KT), "disagreement_by_steps": along,
+    return {"A": mean, "axis": ref["axis"], "disagreement": shifted_rmse(a1, a2, mean < 10 * KT), "disagreement_by_steps": along,
             "dA_C7ax_C5": fe["C7ax"] - fe["C5"], "dA_C7eq_C5": fe["C7eq"] - fe["C5"],
             "dA_C7ax_C5_runs": [f["C7ax"] - f["C5"] for f in runs],
             "n_steps": int(ref["n_steps"]) * 2, "wall_s": float(np.max(ref["wall_s"]))}
@@ -253,6 +253,13 @@ def run_rid(config: Path, run_dir: Path, log=print) -> tuple[dict, float]:
     if cli(["run", str(config), "--out", str(run_dir)]) != 0:
         raise SystemExit("the RiD run failed")
     return json.loads((run_dir / "summary.json").read_text()), time.perf_counter() - t0
+
+
+def manifest_span_s(run_dir: Path) -> float:
+    """Seconds from the run's first to its last manifest record (its wall time, also when
+    the benchmark found it finished, or resumed it after a kill)."""
+    times = [json.loads(line)["time"] for line in (run_dir / "manifest.jsonl").read_text().splitlines()]
+    return max(times) - min(times)
 
 
 def cost_per_iteration(run_dir: Path) -> list[dict]:
@@ -297,11 +304,12 @@ def fes_mode(args) -> dict:
     out["rid"] = {k: summary[k] for k in ("iterations", "labels", "labels_dropped", "md_steps_explore",
                                           "md_steps_label", "md_steps_total", "wall_s")}
     out["rid"]["bench_wall_s"] = seconds
+    out["rid"]["wall_s"] = manifest_span_s(run_dir)
     out["cost"] = cost_per_iteration(run_dir)
     if len(summary["cvs"]) == 2:
         ref = reference(REF_STEPS["quick" if args.quick else "full"], ROOT / "runs" / "rid_ala2_ref")
         rs = reference_summary(ref)
-        out["reference"] = {k: v for k, v in rs.items() if k != "A"}
+        out["reference"] = {k: v for k, v in rs.items() if k not in ("A", "axis")}
         out["rid"].update(compare(run_dir, rs))
     return out
 
@@ -325,7 +333,7 @@ def report(out: dict) -> str:
               f"{r['md_steps_total']:,} | <= 10,000,000 |",
               f"| labels (dropped) | {r['labels']} ({r['labels_dropped']}) | |",
               f"| iterations | {r['iterations']} | |",
-              f"| wall time of the run (s) | {r['wall_s']:.0f} | <= 1800 |"]
+              f"| wall time of the run, first to last record (s) | {r['wall_s']:.0f} | <= 1800 |"]
     lines += ["", "| iteration | labels | explore s | label s | label s / label | train s |", "|---|---|---|---|---|---|"]
     for c in out["cost"]:
         per = c["label_s"] / c["labels"] if c["labels"] else float("nan")
