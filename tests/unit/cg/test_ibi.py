@@ -35,3 +35,18 @@ def test_ibi_rejects_a_short_target():
     R0, box, m = _liquid()
     with pytest.raises(ValueError, match="ends at 0.500 nm, before rcut=0.7"):
         ibi(np.linspace(0.01, 0.5, 50), np.ones(50), R0, box, m, 300.0, rcut=0.7, n_iter=1)
+
+
+def test_virial_is_minus_the_scaling_derivative_and_ideal_gas_pressure():
+    from conlearn.cg.md import KB
+    from conlearn.cg.potential import PairTable
+
+    lj = lj_table(2.0, 0.3, 0.7)
+    R0, box, _ = _liquid()
+    R = R0 + np.random.default_rng(0).normal(scale=0.02, size=R0.shape)
+    h = 1e-6
+    E = [float(lj.energy_forces(R * s, box * s)[0]) for s in (1 + h, 1 - h)]
+    assert lj.virial(R, box) == pytest.approx(-(E[0] - E[1]) / (2 * h), rel=1e-6)
+    zero = PairTable(lj.r, 0 * lj.U, 0 * lj.F, lj.cutoff)
+    V = float(np.prod(box))
+    assert pressure_bar(zero, R[None], box, 300.0) == pytest.approx(len(R) * KB * 300.0 / V * 16.6054)
