@@ -4,12 +4,14 @@ of ``scripts/slurm-local.sh`` (``.ci/run`` starts it; elsewhere these tests skip
 Workers are Slurm jobs submitted by dask-jobqueue from a ``kind: slurm`` resources file (one
 core per job, two jobs, scheduler on 127.0.0.1). The reference is EMT through
 :class:`LoggedEMT`, which first appends one line per label call to a call log (task key,
-Slurm job id, pid): the tests see which labels ran, in which job, and how often.
+Slurm job id, pid, OMP_NUM_THREADS): the tests see which labels ran, in which job, how often.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
+import importlib.util
 import json
 import os
 import signal
@@ -32,7 +34,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.timeout(300)]
 
 
 class LoggedEMT(EMT):
-    """EMT that appends ``"<workdir> <SLURM_JOB_ID> <pid>"`` to ``log`` (fsync'ed) before each
+    """EMT that appends ``"<workdir> <SLURM_JOB_ID> <pid> <OMP_NUM_THREADS>"`` to ``log`` (fsync'ed) before each
     calculation, then sleeps ``delay_s`` seconds. The labeler sets ``directory`` to the task's
     work directory, ``<run_dir>/work/<task key>``."""
 
@@ -42,7 +44,8 @@ class LoggedEMT(EMT):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         with open(self.log, "a") as fh:
-            fh.write(f"{self.directory} {os.environ.get('SLURM_JOB_ID', '-')} {os.getpid()}\n")
+            env = os.environ.get
+            fh.write(f"{self.directory} {env('SLURM_JOB_ID', '-')} {os.getpid()} {env('OMP_NUM_THREADS', '-')}\n")
             fh.flush()
             os.fsync(fh.fileno())
         time.sleep(self.delay_s)
@@ -50,14 +53,17 @@ class LoggedEMT(EMT):
 
 
 # -- configs and readers -------------------------------------------------------------------
-def tiny(log: Path, delay_s: float = 0.0) -> dict:
-    """test_dpgen_al's TINY config with the logged EMT as reference."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_conlearn_dpgen_al", HERE / "test_dpgen_al.py")
+@functools.lru_cache(maxsize=1)
+def _tiny_json() -> str:
+    spec = importlib.util.spec_from_file_location("_conlearn_test_dpgen_al", HERE / "test_dpgen_al.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    cfg = json.loads(json.dumps(mod.TINY))
+    return json.dumps(mod.TINY)
+
+
+def tiny(log: Path, delay_s: float = 0.0) -> dict:
+    """test_dpgen_al's TINY config with the logged EMT as reference."""
+    cfg = json.loads(_tiny_json())
     cfg["reference"] = {"kind": "ase", "calculator": "test_slurm:LoggedEMT",
                         "options": {"log": str(log), "delay_s": delay_s}}
     return cfg
@@ -69,11 +75,15 @@ def write(path: Path, data: dict) -> Path:
 
 
 def slurm_resources(tmp_path: Path) -> Path:
-    """A ``kind: slurm`` resources file: every task kind in one-core jobs, JOBS of them kept."""
+    """A ``kind: slurm`` resources file: every task kind in one-core jobs, JOBS of them kept,
+    the venv's python, the default prologue (one numeric thread) and ``nice`` (shared cores)."""
+    from conlearn.exec.resources import ClusterSpec
+
     task = {"cores": 1, "memory": "2GB", "walltime": "00:20:00", "min_jobs": JOBS, "max_jobs": JOBS}
+    prologue = ClusterSpec().job_script_prologue + ["renice -n 10 -p $$ >/dev/null 2>&1 || true"]
     return write(tmp_path / "resources.yaml", {
         "cluster": {"kind": "slurm", "interface": "lo", "python": sys.executable,
-                    "log_directory": str(tmp_path / "slurm-logs")},
+                    "log_directory": str(tmp_path / "slurm-logs"), "job_script_prologue": prologue},
         "tasks": {kind: dict(task) for kind in ("train", "explore", "label")}})
 
 
@@ -110,16 +120,17 @@ def assert_same_labels(run_dir: Path, ref_dir: Path) -> None:
             np.testing.assert_allclose(got[key][2], forces, rtol=1e-9, atol=1e-9, err_msg=key)
 
 
-def calls(log: Path, run_dir: Path) -> list[tuple[str, str, int]]:
-    """The call log as ``(task key, Slurm job id or "-", pid)``, in call order."""
+def calls(log: Path, run_dir: Path, omp: bool = False) -> list[tuple]:
+    """The call log as ``(task key, Slurm job id or "-", pid)`` (``omp``: and the worker's
+    OMP_NUM_THREADS), in call order."""
     if not log.exists():
         return []
     work = str(run_dir.resolve() / "work") + os.sep
     out = []
     for line in log.read_text().splitlines():
-        workdir, job, pid = line.rsplit(" ", 2)
+        workdir, job, pid, threads = line.rsplit(" ", 3)
         assert workdir.startswith(work), line
-        out.append((workdir[len(work):], job, int(pid)))
+        out.append((workdir[len(work):], job, int(pid)) + ((threads,) if omp else ()))
     return out
 
 
@@ -143,8 +154,7 @@ def cli(tmp_path: Path, log: Path, run_dir: Path, **kw) -> subprocess.Popen:
     """``conlearn run`` on the Slurm resources, as a process of its own group."""
     cfg = write(tmp_path / "run.yaml", tiny(log, delay_s=DELAY_S))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)]),
-           "DASK_DISTRIBUTED__DEPLOY__LOST_WORKER_TIMEOUT": "1s",  # replace a lost job after 1 s, not 15
-           "DASK_JOBQUEUE__SLURM__DEATH_TIMEOUT": "5"}  # orphaned workers quit 5 s after the driver
+           "DASK_DISTRIBUTED__DEPLOY__LOST_WORKER_TIMEOUT": "1s"}  # replace a lost job after 1 s, not 15
     cmd = [sys.executable, "-m", "conlearn.cli", "run", str(cfg), "--out", str(run_dir),
            "--resources", str(slurm_resources(tmp_path))]
     return subprocess.Popen(cmd, env=env, cwd=tmp_path, start_new_session=True,
@@ -200,14 +210,15 @@ def test_tiny_loop_on_slurm_labels_what_in_process_labels(reference, tmp_path):
     log, run_dir = tmp_path / "calls.log", tmp_path / "run"
     cfg = read_run_config(write(tmp_path / "run.yaml", tiny(log)))
     with build_executor(load_resources(slurm_resources(tmp_path))) as ex:
+        assert ex.client_for("label").scheduler.address.startswith("tcp://127.0.0.1:")  # loopback
         run(cfg, run_dir, ex, log=lambda m: None)
     assert_same_labels(run_dir, ref_dir)
     a, b = (json.loads((d / "summary.json").read_text()) for d in (run_dir, ref_dir))
     assert (a["explored_frames"], a["labelled_frames"]) == (b["explored_frames"], b["labelled_frames"])
-    # every label computed once, in a Slurm job, never in the driver
-    done = calls(log, run_dir)
-    assert sorted(k for k, _, _ in done) == sorted(label_keys(run_dir))
-    assert all(job != "-" and pid != os.getpid() for _, job, pid in done)
+    # every label computed once, in a Slurm job (one numeric thread), never in the driver
+    done = calls(log, run_dir, omp=True)
+    assert sorted(k for k, *_ in done) == sorted(label_keys(run_dir))
+    assert all(job != "-" and pid != os.getpid() and threads == "1" for _, job, pid, threads in done)
     t0 = time.time()
     while queue() and time.time() - t0 < 30:
         time.sleep(0.5)
