@@ -21,6 +21,7 @@ CONF="$DIR/slurm.conf"
 MUNGE_SOCKET="$DIR/munge/munge.socket"
 export SLURM_CONF="$CONF"
 
+export PATH="$PATH:/usr/sbin:/sbin"  # the daemons live in sbin
 say() { echo "slurm-local: $*" >&2; }
 die() { say "$*"; exit 1; }
 
@@ -31,9 +32,8 @@ pid_alive() {  # pid_alive FILE: the process named in FILE runs
 install_if_missing() {
   local cmd missing=0
   for cmd in munged slurmctld slurmd sinfo sbatch; do
-    command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing=1
+    command -v "$cmd" >/dev/null 2>&1 || missing=1
   done
-  export PATH="$PATH:/usr/sbin:/sbin"
   ((missing)) || return 0
   [[ $EUID -eq 0 ]] || die "slurm-wlm and munge are not installed; run this as root (sudo) to install them"
   command -v apt-get >/dev/null || die "slurm-wlm and munge are not installed and apt-get is not available"
@@ -106,19 +106,25 @@ start_munge() {
   chmod 0755 "$m"
   chmod 0400 "$m/munge.key"
   rm -f "$MUNGE_SOCKET" "$MUNGE_SOCKET.lock"
-  runuser -u munge -- munged --key-file="$m/munge.key" --socket="$MUNGE_SOCKET" \
+  as_munge munged --key-file="$m/munge.key" --socket="$MUNGE_SOCKET" \
     --pid-file="$m/munged.pid" --log-file="$m/munged.log" --seed-file="$m/munged.seed" \
     || die "munged did not start; see $m/munged.log"
 }
 
-node_state() {
+as_munge() {  # run a command as the munge user
+  if command -v runuser >/dev/null; then runuser -u munge -- "$@"; else setpriv --reuid=munge --regid=munge --init-groups "$@"; fi
+}
+
+node_state() {  # idle, mix, alloc, down, drain, ... ("*" appended: not responding)
   sinfo -h -N -o '%t' 2>/dev/null | head -n 1
 }
+
+usable() { [[ "$(node_state)" =~ ^(idle|mix|alloc)$ ]]; }
 
 start() {
   mkdir -p "$DIR"
   install_if_missing
-  if pid_alive "$DIR/slurmctld.pid" && pid_alive "$DIR/slurmd.pid" && [[ "$(node_state)" == idle* || "$(node_state)" == mix* || "$(node_state)" == alloc* ]]; then
+  if pid_alive "$DIR/slurmctld.pid" && pid_alive "$DIR/slurmd.pid" && usable; then
     say "already running ($CONF)"
     return 0
   fi
@@ -130,7 +136,7 @@ start() {
   local t0=$SECONDS state=""
   while ((SECONDS - t0 < WAIT_S)); do
     state=$(node_state)
-    if [[ $state == idle* ]]; then
+    if [[ $state == idle ]]; then
       say "node idle after $((SECONDS - t0)) s; export SLURM_CONF=$CONF (or: . $DIR/slurm.env)"
       return 0
     fi
@@ -158,7 +164,6 @@ stop_pidfile() {  # stop_pidfile FILE NAME: TERM, then KILL after 10 s
 
 stop() {
   [[ -d $DIR ]] || return 0
-  export PATH="$PATH:/usr/sbin:/sbin"
   if pid_alive "$DIR/slurmctld.pid"; then
     scancel --full --quiet --partition=local 2>/dev/null || true  # jobs die with their steps
   fi
@@ -169,7 +174,6 @@ stop() {
 }
 
 status() {
-  export PATH="$PATH:/usr/sbin:/sbin"
   if ! pid_alive "$DIR/slurmctld.pid" || ! pid_alive "$DIR/slurmd.pid"; then
     say "not running ($DIR)"
     return 1
