@@ -27,6 +27,7 @@ class NumpyEnsembleBias:
         ens = bias.ensemble
         self.d, self.periodic = ens.d, tuple(ens.periodic)
         self.e0, self.e1 = float(bias.e0), float(bias.e1)
+        self.offset = float(getattr(bias, "offset", 0.0))     # V = -sigma (<A> - offset), if the bias has one
         self.n_layers = len(ens.neurons) + 1
         self.w = [ens.params[f"w{k}"].detach().numpy().astype(float) for k in range(self.n_layers)]
         self.b = [ens.params[f"b{k}"].detach().numpy().astype(float) for k in range(self.n_layers)]
@@ -104,7 +105,7 @@ class NumpyEnsembleBias:
             # d eps/ds_k = (1/(d eps)) sum_j mean_m (F_mj - <F_j>) dF_mj/ds_k,  dF_mj/ds_k = -H_m,jk
             deps[inside] = np.einsum("mnj,mnjk->nk", dev[:, inside], hess) / len(a) / d / eps[inside, None]
         dsigma = np.where(inside, -0.5 * math.pi / (self.e1 - self.e0) * np.sin(math.pi * t), 0.0)
-        a_mean, grad_mean = a.mean(0), grad.mean(0)
+        a_mean, grad_mean = a.mean(0) - self.offset, grad.mean(0)
         v = -sigma * a_mean
         g = -dsigma[:, None] * a_mean[:, None] * deps - sigma[:, None] * grad_mean
         return v, g

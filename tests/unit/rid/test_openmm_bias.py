@@ -40,3 +40,15 @@ def test_fast_bias_passes_other_biases_through():
     plain = Plain()
     assert fast_bias(plain) is plain
     assert isinstance(fast_bias(EnsembleBias(Ensemble((True,), neurons=(8,)), 1.0, 2.0)), NumpyEnsembleBias)
+
+
+def test_offset_shifts_the_trusted_bias():
+    """V = -sigma (<A> - offset): with sigma = 1 the offset adds a constant and leaves dV/ds."""
+    rng = np.random.default_rng(4)
+    s = rng.uniform(-3.1, 3.1, size=(10, 2))
+    ref = EnsembleBias(Ensemble((True, True), neurons=(8, 8)), 1e6, 2e6)
+    v, g = NumpyEnsembleBias(ref).energy_and_grad(s)
+    ref.offset = 7.5
+    v2, g2 = NumpyEnsembleBias(ref).energy_and_grad(s)
+    np.testing.assert_allclose(v2, v + 7.5, atol=1e-12)
+    np.testing.assert_allclose(g2, g, atol=1e-12)
