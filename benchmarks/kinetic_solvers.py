@@ -98,16 +98,20 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, help="also write the tables to this markdown file")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
-    out = ["## Kinetic solvers (issue 12): cost and baseline errors, t = 0.1", "",
-           "CPU seconds per solve, one thread (best of 3), Kn = 1e-2:", ""] + cost_table()
-    out += ["", "Relative L2 errors on 100 cells against the kinetic solution on 400 cells (cell averages):", ""]
-    out += error_table()
+    out: list[str] = []
+
+    def emit(lines):
+        out.extend(lines)
+        print("\n".join(lines), flush=True)
+
+    emit(["## Kinetic solvers (issue 12): cost and baseline errors, t = 0.1", "",
+          "CPU seconds per solve, one thread (best of 3), Kn = 1e-2:", ""] + cost_table())
+    emit(["", "Relative L2 errors on 100 cells against the kinetic solution on 400 cells (cell averages):", ""]
+         + error_table())
     if a.check_reference:
-        out += ["", "How exact the 400-cell kinetic reference is (relative L2 differences):", ""]
-        out += reference_table()
-    out += ["", f"(benchmarks/kinetic_solvers.py, {time.perf_counter() - t0:.0f} s)"]
+        emit(["", "How exact the 400-cell kinetic reference is (relative L2 differences):", ""] + reference_table())
+    emit(["", f"(benchmarks/kinetic_solvers.py, {time.perf_counter() - t0:.0f} s)"])
     text = "\n".join(out) + "\n"
-    print(text)
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(text)
