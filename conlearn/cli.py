@@ -96,6 +96,14 @@ def cmd_otf(args) -> int:
     return 0
 
 
+def cmd_compress(args) -> int:
+    from .atoms.deeppot.compress import compress_file
+
+    print(compress_file(args.model, args.output, step=args.step, extrapolate=args.extrapolate,
+                        min_dist=args.min_dist, data=args.data))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="conlearn", description=__doc__)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: $OMP_NUM_THREADS or 1)")
@@ -134,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--out", "-o", default=None, help="run directory, resumed if it has a checkpoint "
                    "(default: CONFIG_otf)")
     o.set_defaults(func=cmd_otf)
+    c = sub.add_parser("compress", help="tabulate a DeepPot's embedding nets (faster inference, same results)")
+    c.add_argument("model")
+    c.add_argument("-o", "--output", required=True, help="compressed model file")
+    c.add_argument("--step", type=float, default=0.01, help="table step of the normalised s(r)")
+    c.add_argument("--extrapolate", type=float, default=5.0, help="table up to s = EXTRAPOLATE x s(min_dist)")
+    c.add_argument("--min-dist", type=float, default=None, help="smallest neighbour distance, Å "
+                   "(default: measured on --data, else 0.5)")
+    c.add_argument("--data", "-d", action="append", default=None, help="training data (for --min-dist)")
+    c.set_defaults(func=cmd_compress)
     return p
 
 

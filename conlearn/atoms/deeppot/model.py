@@ -145,8 +145,11 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> DeepPot:
     if not isinstance(data, dict) or "spec" not in data:
         raise ValueError(f"{path}: not a conlearn DeepPot model file (no model spec inside; "
                          f"a checkpoint or another program's file?)")
+    cls = DeepPot
+    if "compression" in data:  # tabulated embedding nets (conlearn compress)
+        from .compress import CompressedDeepPot as cls
     try:
-        model = DeepPot.deserialize(data)
+        model = cls.deserialize(data)
     except (ValueError, KeyError, TypeError, RuntimeError) as err:
         raise ValueError(f"{path}: {type(err).__name__}: {err}") from None
     return model.to(device).eval()
