@@ -43,3 +43,14 @@ def test_ns_closer_to_bgk_than_euler_at_small_kn():
     e_err = rel(euler_solve(x, *s, 1e-2, 0.1)["u"], k["u"])
     n_err = rel(ns_solve(x, *s, 1e-2, 0.1)["u"], k["u"])
     assert n_err < 0.2 * e_err and n_err < 0.02, (n_err, e_err)
+
+
+def test_galilean_boost_euler_and_ns():
+    """Boost by 0.5: the solution is the unboosted one shifted by 0.05 = 5 cells (100 cells, t = 0.1)."""
+    x = cells(100)
+    rho, u, T = initial_profiles(benchmark_wave(), x)
+    for solve in (euler_solve, ns_solve):
+        a = solve(x, rho, u, T, 1e-2, 0.1)
+        b = solve(x, rho, u + 0.5, T, 1e-2, 0.1)
+        assert rel(np.roll(a["rho"], 5), b["rho"]) < 1.5e-3 and rel(np.roll(a["T"], 5), b["T"]) < 1e-3
+        assert np.abs(np.roll(a["u"], 5) + 0.5 - b["u"]).max() < 2e-3     # measured 1.0e-3 (Euler)
