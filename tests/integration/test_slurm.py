@@ -134,12 +134,14 @@ def calls(log: Path, run_dir: Path, omp: bool = False) -> list[tuple]:
     return out
 
 
-def in_flight(log: Path, run_dir: Path, prefix: str) -> tuple[str, str] | None:
-    """The newest label call under ``prefix`` not yet recorded: ``(key, job id)``, or None."""
+def in_flight(log: Path, run_dir: Path, prefix: str) -> tuple | None:
+    """``(key, job id, n calls, recorded label keys)`` of the newest label call under ``prefix``
+    not recorded in the manifest (read after the call log), or None."""
+    done = calls(log, run_dir)
     recorded = set(label_keys(run_dir)) if (run_dir / "manifest.jsonl").exists() else set()
-    for key, job, _ in reversed(calls(log, run_dir)):
+    for key, job, _ in reversed(done):
         if key.startswith(prefix) and key not in recorded:
-            return key, job
+            return key, job, len(done), recorded
     return None
 
 
@@ -157,8 +159,9 @@ def cli(tmp_path: Path, log: Path, run_dir: Path, **kw) -> subprocess.Popen:
            "DASK_DISTRIBUTED__DEPLOY__LOST_WORKER_TIMEOUT": "1s"}  # replace a lost job after 1 s, not 15
     cmd = [sys.executable, "-m", "conlearn.cli", "run", str(cfg), "--out", str(run_dir),
            "--resources", str(slurm_resources(tmp_path))]
-    return subprocess.Popen(cmd, env=env, cwd=tmp_path, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "driver.err", "ab"), **kw)
+    with open(tmp_path / "driver.err", "ab") as err:  # the child keeps its own descriptor
+        return subprocess.Popen(cmd, env=env, cwd=tmp_path, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=err, **kw)
 
 
 def wait_for(what: str, fn, proc: subprocess.Popen, timeout_s: float = 180):
@@ -231,10 +234,11 @@ def test_scancelled_worker_job_is_replaced_and_nothing_is_lost_or_labelled_twice
     proc = cli(tmp_path, log, run_dir)
     try:
         # cancel the job that is computing an initial label (the others keep running)
-        key, job = wait_for("initial label in flight", lambda: in_flight(log, run_dir, "init/"), proc)
-        n_before, recorded, jobs_before = len(calls(log, run_dir)), set(label_keys(run_dir)), set(queue())
+        key, job, n_before, recorded = wait_for("initial label in flight",
+                                                lambda: in_flight(log, run_dir, "init/"), proc)
+        jobs_before = set(queue())
         subprocess.run(["scancel", job], check=True, timeout=30)
-        assert key not in recorded and job in jobs_before
+        assert job in jobs_before
         new = wait_for("replacement job", lambda: [j for j, s in queue().items()
                                                    if j not in jobs_before and s == "RUNNING"], proc)
         assert proc.wait(timeout=240) == 0, driver_error(tmp_path)
@@ -262,10 +266,11 @@ def test_driver_killed_then_resumed_on_the_same_cluster(reference, tmp_path):
     log, run_dir = tmp_path / "calls.log", tmp_path / "run"
     proc = cli(tmp_path, log, run_dir)
     try:  # kill -9 while the first iteration's labels run
-        wait_for(f"{stage} label in flight", lambda: in_flight(log, run_dir, stage), proc)
+        _, _, n_before, recorded = wait_for(f"{stage} label in flight", lambda: in_flight(log, run_dir, stage), proc)
+        orphans = set(queue())
     finally:
-        n_before, recorded, orphans = len(calls(log, run_dir)), set(label_keys(run_dir)), set(queue())
-        os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
     assert recorded and not (run_dir / "summary.json").exists()
     resumed = cli(tmp_path, log, run_dir)
