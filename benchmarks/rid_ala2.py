@@ -277,6 +277,42 @@ def cost_per_iteration(run_dir: Path) -> list[dict]:
     return [{"iteration": i, **r} for i, r in sorted(rows.items())]
 
 
+def steps_by_iteration(run_dir: Path) -> dict[int, int]:
+    """MD steps (explore + label, reruns included) spent in each iteration, from the manifest
+    (explore) and the label task directories (md.json)."""
+    steps: dict[int, int] = {}
+    for line in (run_dir / "manifest.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        parts = rec["key"].split("/")
+        if len(parts) == 3 and parts[1] == "explore":
+            it = int(parts[0][5:])
+            steps[it] = steps.get(it, 0) + int(rec["meta"]["meta"]["n_steps"])
+    for md in run_dir.glob("work/iter-*/label/*/md.json"):
+        it = int(md.parts[-4][5:])
+        steps[it] = steps.get(it, 0) + int(json.loads(md.read_text())["n_steps"])
+    return steps
+
+
+def learning_curve(run_dir: Path, ref: dict) -> list[dict]:
+    """RMSE below 10 kT and dA(C7ax - C5) of the ensemble trained at the start of each iteration
+    (on the labels of the iterations before it), with the MD steps spent until then."""
+    from conlearn.rid.model import Ensemble, FreeEnergy
+    from conlearn.rid.outputs import fes_on_grid
+
+    steps, rows, total = steps_by_iteration(run_dir), [], 0
+    for it in range(1, 1000):
+        path = run_dir / "work" / f"iter-{it:03d}" / "train" / "000" / "ensemble.pt"
+        if not path.is_file():
+            break
+        total += steps.get(it - 1, 0)
+        ens = Ensemble.load(path)
+        a = fes_on_grid(FreeEnergy(ens))
+        fe = basin_free_energies(a, ref["axis"])
+        rows.append({"iteration": it, "labels": ens.n_trained, "md_steps": total,
+                     "rmse_below_10kT": shifted_rmse(a, ref["A"]), "dA_C7ax_C5": fe["C7ax"] - fe["C5"]})
+    return rows
+
+
 def compare(run_dir: Path, ref: dict) -> dict:
     """RiD vs reference on the grid: RMSE below 10 kT, basin free energies."""
     with np.load(run_dir / "fes_grid.npz") as z:
@@ -300,17 +336,25 @@ def fes_mode(args) -> dict:
         config = quick_config(config, bench / f"{name}.yaml")
     out: dict = {"config": str(config.relative_to(ROOT) if config.is_relative_to(ROOT) else config),
                  "load_average": os.getloadavg()[0]}
-    summary, seconds = run_rid(config, run_dir)
-    out["rid"] = {k: summary[k] for k in ("iterations", "labels", "labels_dropped", "md_steps_explore",
-                                          "md_steps_label", "md_steps_total", "wall_s")}
-    out["rid"]["bench_wall_s"] = seconds
+    if args.analyse_only:                            # a run still going or stopped: what it has so far
+        steps = steps_by_iteration(run_dir)
+        out["rid"] = {"md_steps_total": sum(steps.values()), "finished": (run_dir / "summary.json").is_file()}
+        d = len(yaml.safe_load(config.read_text())["cvs"])
+    else:
+        summary, seconds = run_rid(config, run_dir)
+        out["rid"] = {k: summary[k] for k in ("iterations", "labels", "labels_dropped", "md_steps_explore",
+                                              "md_steps_label", "md_steps_total", "wall_s")}
+        out["rid"].update(bench_wall_s=seconds, finished=True)
+        d = len(summary["cvs"])
     out["rid"]["wall_s"] = manifest_span_s(run_dir)
     out["cost"] = cost_per_iteration(run_dir)
-    if len(summary["cvs"]) == 2:
+    if d == 2:
         ref = reference(REF_STEPS["quick" if args.quick else "full"], ROOT / "runs" / "rid_ala2_ref")
         rs = reference_summary(ref)
         out["reference"] = {k: v for k, v in rs.items() if k not in ("A", "axis")}
-        out["rid"].update(compare(run_dir, rs))
+        out["curve"] = learning_curve(run_dir, rs)
+        if out["rid"]["finished"]:
+            out["rid"].update(compare(run_dir, rs))
     return out
 
 
@@ -329,11 +373,20 @@ def report(out: dict) -> str:
         lines += [f"| FES RMSE below 10 kT, best shift (kJ/mol) | {r['rmse_below_10kT']:.2f} | <= 1.0 |",
                   f"| dA(C7ax - C5) (kJ/mol) | {r['dA_C7ax_C5']:.2f} | {out['reference']['dA_C7ax_C5']:.2f} (reference) |",
                   f"| dA(C7eq - C5) (kJ/mol) | {r['dA_C7eq_C5']:.2f} | {out['reference']['dA_C7eq_C5']:.2f} (reference) |"]
-    lines += [f"| MD steps, explore + label | {r['md_steps_explore']:,} + {r['md_steps_label']:,} = "
-              f"{r['md_steps_total']:,} | <= 10,000,000 |",
-              f"| labels (dropped) | {r['labels']} ({r['labels_dropped']}) | |",
-              f"| iterations | {r['iterations']} | |",
-              f"| wall time of the run, first to last record (s) | {r['wall_s']:.0f} | <= 1800 |"]
+    if "md_steps_explore" in r:
+        lines += [f"| MD steps, explore + label | {r['md_steps_explore']:,} + {r['md_steps_label']:,} = "
+                  f"{r['md_steps_total']:,} | <= 10,000,000 |",
+                  f"| labels (dropped) | {r['labels']} ({r['labels_dropped']}) | |",
+                  f"| iterations | {r['iterations']} | |"]
+    else:
+        lines += [f"| MD steps so far (run {'finished' if r['finished'] else 'not finished'}) | "
+                  f"{r['md_steps_total']:,} | <= 10,000,000 |"]
+    lines += [f"| wall time of the run, first to last record (s) | {r['wall_s']:.0f} | <= 1800 |"]
+    if out.get("curve"):
+        lines += ["", "| ensemble of iteration | labels | MD steps before it | RMSE below 10 kT | dA(C7ax - C5) |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {c['iteration']} | {c['labels']} | {c['md_steps']:,} | {c['rmse_below_10kT']:.2f} | "
+                  f"{c['dA_C7ax_C5']:.2f} |" for c in out["curve"]]
     lines += ["", "| iteration | labels | explore s | label s | label s / label | train s |", "|---|---|---|---|---|---|"]
     for c in out["cost"]:
         per = c["label_s"] / c["labels"] if c["labels"] else float("nan")
@@ -347,6 +400,7 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default=str(ROOT / "examples" / "rid_ala2.yaml"), help="RiD config (FES mode)")
     ap.add_argument("--quick", action="store_true", help="short reference and RiD run (a few minutes)")
     ap.add_argument("--fresh", action="store_true", help="delete the RiD run directory first")
+    ap.add_argument("--analyse-only", action="store_true", help="report the run as it stands (no run started)")
     ap.add_argument("--speed", action="store_true", help="the engine speed table instead")
     ap.add_argument("--steps", type=int, default=20000, help="speed mode: MD steps per row")
     ap.add_argument("--json", help="write the numbers to this JSON file")
