@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     out = [f"# kinetic BGK benchmark: {len(cases)} cases, model {args.model}, {args.nx} cells, t = 0.1",
            "", "Relative L2 errors (%) against the kinetic solver on 4x finer cells:", "", *table(results),
            "", "Cost:", "", *costs(results), "",
-           f"Smallest rho or T produced: " + ", ".join(f"{s} {v:.3g}" for s, v in lo.items()),
+           "Smallest rho or T produced: " + ", ".join(f"{s} {v:.3g}" for s, v in lo.items()),
            f"Benchmark wall time: {wall:.0f} s on {args.workers} worker(s), OMP_NUM_THREADS="
            f"{os.environ.get('OMP_NUM_THREADS', 'unset')}"]
     print("\n".join(out))

@@ -55,6 +55,7 @@ class MomentExplorer:
     t_end: float = 0.1
     wave_speed: float = 3.0
     cfl: float = 0.45
+    w_damping: float = 2.0
 
     def explore(self, models, condition: Condition, ctx: TaskContext) -> ExploredBatch:
         spec, kn = condition.params["spec"], float(condition.params["kn"])
@@ -63,7 +64,7 @@ class MomentExplorer:
         stack = StackedClosure([Member.load(m.model_paths[0]) for m in models])
         try:
             runs, failed = solve_stack(stack, x, rho, u, T, kn, self.t_end, spec["bc"], wave_speed=self.wave_speed,
-                                       cfl=self.cfl), ""
+                                       cfl=self.cfl, w_damping=self.w_damping), ""
         except FloatingPointError as err:
             runs, failed = [], str(err)
         dev = FAILED_DEVIATION if failed else min(deviation(runs), FAILED_DEVIATION)
@@ -103,6 +104,6 @@ def label_condition(params: dict, nx: int, t_end: float, n_snapshots: int, degre
     return snapshot_payload(out, degree, {**spec, "kn": kn})
 
 
-def ensemble(models, wave_speed: float, cfl: float) -> MomentClosure:
-    """The MomentClosure of TrainResults (their first model path each)."""
-    return MomentClosure([Member.load(m.model_paths[0]) for m in models], wave_speed=wave_speed, cfl=cfl)
+def ensemble(models, **solver) -> MomentClosure:
+    """The MomentClosure of TrainResults (their first model path each); solver: wave_speed, cfl, w_damping."""
+    return MomentClosure([Member.load(m.model_paths[0]) for m in models], **solver)

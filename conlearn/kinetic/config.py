@@ -136,6 +136,14 @@ class Solver(_Strict):
     wave_speed: float = Field(3.0, gt=0, description="Rusanov speed |u| + wave_speed*sqrt(T); the largest "
                                                       "speed at equilibrium is the largest root of He_(D+1) (2.86 for D = 4)")
     cfl: float = Field(0.45, gt=0, le=0.5)
+    w_damping: float = Field(2.0, ge=1, description="Rusanov speed of the moments W relative to U's "
+                                                      "(damps the closure's non-hyperbolic modes); cfl * w_damping <= 1")
+
+    @model_validator(mode="after")
+    def _stable(self):
+        if self.cfl * self.w_damping > 1:
+            raise ValueError(f"cfl * w_damping = {self.cfl * self.w_damping:g} > 1 is unstable")
+        return self
 
 
 class Selection(_Strict):

@@ -13,10 +13,14 @@ conservation laws) and rho (rho c - W)/Kn is the exact BGK source (c = w of a Ma
 So a Maxwellian state closes exactly (Euler), and the system reproduces Navier-Stokes with
 mu = Kn T, Pr = 1 as Kn -> 0 whatever the learned part.
 
-Scheme: MUSCL (van Leer on rho, u, T, w and on the closure flux a, evaluated once per cell:
-faces stay between neighbour values, so rho and T there are positive) +
-Rusanov flux with the wave speed |u| + c sqrt(T) (c = ``wave_speed``, a bound on the speeds
-of the distributions met in training), SSP-RK2 in time; the relaxation is integrated exactly
+Scheme: MUSCL for U (van Leer on rho, u, T: faces stay between neighbour values, so rho and
+T there are positive), first order for W (closure evaluated once per cell), Rusanov flux with
+the wave speed |u| + c sqrt(T) (c = ``wave_speed``, at least the largest equilibrium speed,
+2.86 for D = 4) for U and ``w_damping`` times it for W, SSP-RK2 in time (stable for
+cfl * w_damping <= 1). The extra damping of W is what keeps the learned closure, hyperbolic
+at equilibrium but not everywhere, from growing wiggles on coarse grids (measured on the
+benchmark cases, 100 cells: u errors 10.5 -> 4.2 % on Sod at Kn = 1, 17.5 -> 7.9 % on the
+wave at Kn = 10, 1.6 -> 0.55 % at Kn = 0.01 against MUSCL for W and w_damping = 1); the relaxation is integrated exactly
 with the other terms frozen (exponential integrator): small Kn is not stiff. Conservative
 to round-off in U. A step that would leave rho <= 0 or T <= 0 anywhere is redone first-order
 with the Euler flux (positive for CFL <= 1/2), and halved if that is not enough.
@@ -54,28 +58,28 @@ def _flux(P: np.ndarray, a: np.ndarray, c: float, euler: bool):
     return Q, F, np.abs(u) + c * sq
 
 
-def rates(U, W, closure: StackedClosure, dx: float, idx: np.ndarray, c: float, safe: bool = False):
+def rates(U, W, closure: StackedClosure, dx: float, idx: np.ndarray, c: float, safe: bool = False,
+          w_damping: float = 2.0):
     """(dU/dt [K, nx, 3], dW/dt without relaxation [K, nx, M]) of the K members' states U [K, nx, 3],
-    W [K, nx, M]; ``safe``: first order and the Euler flux for U."""
+    W [K, nx, M]; ``safe``: first order and the Euler flux for U. W is reconstructed first order
+    and its Rusanov speed is ``w_damping`` times that of U (see the module docstring)."""
     nx = U.shape[1]
     rho, u, T = primitive(U)
     w = closure.clip(W / rho[..., None])
     P = np.concatenate([np.stack([rho, u, T], -1), w], -1)[:, idx]      # [K, nx + 4, 3 + M]
-    if safe:
-        left, right = P[:, 1:nx + 2], P[:, 2:nx + 3]
-    else:
-        s = fv.limited_slopes(P, axis=1, limiter=fv.van_leer)          # cells 1 .. nx + 2 of P
-        left, right = P[:, 1:nx + 2] + 0.5 * s[:, :-1], P[:, 2:nx + 3] - 0.5 * s[:, 1:]
+    left, right = P[:, 1:nx + 2], P[:, 2:nx + 3]
+    if not safe:
+        s = fv.limited_slopes(P[..., :3], axis=1, limiter=fv.van_leer)  # cells 1 .. nx + 2 of P
+        left = np.concatenate([left[..., :3] + 0.5 * s[:, :-1], left[..., 3:]], -1)
+        right = np.concatenate([right[..., :3] - 0.5 * s[:, 1:], right[..., 3:]], -1)
     coef = closure.coefficients(w)                                      # at the cells only
     a = coef["a"][:, idx]                                               # [K, nx + 4, M]
-    if safe:
-        aL, aR = a[:, 1:nx + 2], a[:, 2:nx + 3]
-    else:
-        sa = fv.limited_slopes(a, axis=1, limiter=fv.van_leer)
-        aL, aR = a[:, 1:nx + 2] + 0.5 * sa[:, :-1], a[:, 2:nx + 3] - 0.5 * sa[:, 1:]
-    QL, FL, sL = _flux(left, aL, c, safe)
-    QR, FR, sR = _flux(right, aR, c, safe)
-    F = 0.5 * (FL + FR) - 0.5 * np.maximum(sL, sR)[..., None] * (QR - QL)
+    QL, FL, sL = _flux(left, a[:, 1:nx + 2], c, safe)
+    QR, FR, sR = _flux(right, a[:, 2:nx + 3], c, safe)
+    alpha = np.maximum(sL, sR)[..., None]
+    D = QR - QL
+    D[..., 3:] *= w_damping
+    F = 0.5 * (FL + FR) - 0.5 * alpha * D
     dQ = -(F[:, 1:] - F[:, :-1]) / dx
     return dQ[..., :3], dQ[..., 3:] + production(P, coef, dx)
 
@@ -112,20 +116,20 @@ def _ok(U) -> bool:
     return bool(np.all(rho > 0) and np.all(T > 0) and np.all(np.isfinite(U)))
 
 
-def step(U, W, closure, kn, dt, dx, idx, c, safe=False):
+def step(U, W, closure, kn, dt, dx, idx, c, safe=False, w_damping=2.0):
     """One SSP-RK2 step with exponential relaxation; returns (U, W)."""
-    dU0, L0 = rates(U, W, closure, dx, idx, c, safe)
+    dU0, L0 = rates(U, W, closure, dx, idx, c, safe, w_damping)
     U1 = U + dt * dU0
     if not _ok(U1):
         return U1, W
     W1 = _relax(W, L0, U1[..., 0], closure.w_eq, kn, dt)
-    dU1, L1 = rates(U1, W1, closure, dx, idx, c, safe)
+    dU1, L1 = rates(U1, W1, closure, dx, idx, c, safe, w_damping)
     U2 = 0.5 * (U + U1 + dt * dU1)
     return U2, _relax(W, 0.5 * (L0 + L1), U2[..., 0], closure.w_eq, kn, dt)
 
 
 def solve_stack(closure: StackedClosure, x, rho, u, T, kn, t_end, bc="periodic", *, wave_speed=3.0,
-                cfl=0.45) -> list[dict]:
+                cfl=0.45, w_damping=2.0) -> list[dict]:
     """Every member's moment-system solution at t_end from the Maxwellian state rho, u, T [nx].
 
     The members advance together (one time step, the smallest any needs; a step that leaves
@@ -145,7 +149,7 @@ def solve_stack(closure: StackedClosure, x, rho, u, T, kn, t_end, bc="periodic",
         r, uu, TT = primitive(U)
         dt = min(cfl * dx / np.max(np.abs(uu) + wave_speed * np.sqrt(TT)), t_end - t)
         for attempt in range(8):
-            Un, Wn = step(U, W, closure, kn, dt, dx, idx, wave_speed, safe=attempt > 0)
+            Un, Wn = step(U, W, closure, kn, dt, dx, idx, wave_speed, attempt > 0, w_damping)
             if _ok(Un):
                 break
             fallbacks += 1
@@ -160,9 +164,11 @@ def solve_stack(closure: StackedClosure, x, rho, u, T, kn, t_end, bc="periodic",
              "U": U[k], "steps": steps, "fallbacks": fallbacks, "wall_s": wall} for k in range(closure.K)]
 
 
-def solve_member(member: Member, x, rho, u, T, kn, t_end, bc="periodic", *, wave_speed=3.0, cfl=0.45) -> dict:
+def solve_member(member: Member, x, rho, u, T, kn, t_end, bc="periodic", *, wave_speed=3.0, cfl=0.45,
+                 w_damping=2.0) -> dict:
     """One member's solution (see :func:`solve_stack`)."""
-    return solve_stack(StackedClosure([member]), x, rho, u, T, kn, t_end, bc, wave_speed=wave_speed, cfl=cfl)[0]
+    return solve_stack(StackedClosure([member]), x, rho, u, T, kn, t_end, bc, wave_speed=wave_speed, cfl=cfl,
+                       w_damping=w_damping)[0]
 
 
 class MomentClosure:
@@ -172,26 +178,27 @@ class MomentClosure:
     "members"); ``deviation`` of a result is the ensemble's disagreement (see :func:`deviation`).
     """
 
-    def __init__(self, members: list[Member], wave_speed: float = 3.0, cfl: float = 0.45):
+    def __init__(self, members: list[Member], wave_speed: float = 3.0, cfl: float = 0.45, w_damping: float = 2.0):
         if not members:
             raise ValueError("a moment closure needs at least one member")
         self.members = list(members)
         self.stacked = StackedClosure(self.members)
-        self.wave_speed, self.cfl = float(wave_speed), float(cfl)
+        self.wave_speed, self.cfl, self.w_damping = float(wave_speed), float(cfl), float(w_damping)
 
     @property
     def settings(self) -> dict:
-        return {"wave_speed": self.wave_speed, "cfl": self.cfl}
+        return {"wave_speed": self.wave_speed, "cfl": self.cfl, "w_damping": self.w_damping}
 
     def solve(self, x, rho, u, T, kn, t_end, bc="periodic") -> dict:
         t0 = time.perf_counter()
-        runs = solve_stack(self.stacked, x, rho, u, T, kn, t_end, bc, wave_speed=self.wave_speed, cfl=self.cfl)
+        runs = solve_stack(self.stacked, x, rho, u, T, kn, t_end, bc, wave_speed=self.wave_speed, cfl=self.cfl,
+                           w_damping=self.w_damping)
         out = {k: np.mean([r[k] for r in runs], axis=0) for k in ("rho", "u", "T")}
         out.update(x=np.asarray(x, float), members=runs, deviation=deviation(runs), steps=runs[0]["steps"],
                    fallbacks=runs[0]["fallbacks"], wall_s=time.perf_counter() - t0)
         return out
 
-    def save(self, directory) -> "Path":
+    def save(self, directory):
         from .closure import save_ensemble
 
         return save_ensemble(self.members, directory, self.settings)

@@ -26,7 +26,7 @@ from ..core.selection import TrustWindowSelector
 from ..core.tasks import label_with_retries, run_task
 from . import initial as ini
 from .closure import save_ensemble
-from .components import ClosureTrainer, KineticLabeler, MomentExplorer, cells, ensemble
+from .components import ClosureTrainer, KineticLabeler, MomentExplorer, ensemble
 from .config import KineticConfig
 from .training import TrainSettings
 
@@ -102,8 +102,7 @@ def build_loop(cfg: KineticConfig, run_dir: Path, executor, initial_data: list, 
     settings = TrainSettings(degree=c.degree, hidden=tuple(c.hidden),
                              decoder_hidden=tuple(c.decoder_hidden), ae_steps=c.ae_steps, steps=c.steps,
                              reuse_steps=c.reuse_steps, lr=c.lr, batch=c.batch, linear=c.linear)
-    explorer = MomentExplorer(nx=cfg.grid.nx, t_end=cfg.grid.t_end, wave_speed=cfg.solver.wave_speed,
-                              cfl=cfg.solver.cfl)
+    explorer = MomentExplorer(nx=cfg.grid.nx, t_end=cfg.grid.t_end, **cfg.solver.model_dump())
     selector = TrustWindowSelector(lo=s.trust_lo, hi=s.trust_hi, threshold=s.converge_fraction,
                                    max_select=s.max_select, order=s.order)
     loop = LoopSettings(n_models=c.n_models, max_iterations=cfg.loop.max_iterations,
@@ -123,7 +122,7 @@ def run(cfg: KineticConfig, run_dir: str | Path, executor, observers=(), log=pri
     t0 = time.perf_counter()
     initial = label_initial(cfg, run_dir, executor, log=log)
     report = build_loop(cfg, run_dir, executor, initial, observers).run()
-    model = ensemble(report.models, cfg.solver.wave_speed, cfg.solver.cfl)
+    model = ensemble(report.models, **cfg.solver.model_dump())
     save_ensemble(model.members, run_dir / MODEL_DIR, model.settings)
     from .evaluate import evaluate_run
 

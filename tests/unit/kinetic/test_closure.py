@@ -47,7 +47,8 @@ def test_projection_closure_is_hyperbolic_at_equilibrium():
         P = np.tile(V, (5, 1))
         P[3, j] += 1.0   # a unit gradient of V_j: central differences over 2 dx, dx = 1
         P[1, j] -= 1.0
-        dS[3:, j] = production(P, {kk: v[:1] for kk, v in m.coefficients(V[None, 3:]).items()}, 1.0)[0]
+        coef = {kk: v[None, :1] for kk, v in m.coefficients(V[None, 3:]).items()}
+        dS[3:, j] = production(P[None], coef, 1.0)[0, 0]
     speeds = np.linalg.eigvals(np.linalg.solve(dQ, dF - dS))
     assert np.abs(speeds.imag).max() < 1e-6
     roots = np.polynomial.hermite_e.hermeroots([0] * (D + 1) + [1])
