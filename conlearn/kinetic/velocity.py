@@ -82,17 +82,21 @@ def grid_for_state(rho, u, T, *, dv_max: float = 0.2, nv_min: int = 32) -> Veloc
     return velocity_grid(nv, vmax)
 
 
-def check_grid(grid: VelocityGrid, u, T, where: str = "state") -> None:
-    """Raise ValueError when grid cannot carry the states u, T [n] (names the worst cell)."""
+def check_grid(grid: VelocityGrid, u, T, where: str = "state", spread: float = SPREAD_MIN,
+               spacing: bool = True) -> None:
+    """Raise ValueError when grid cannot carry the states u, T [n] (names the worst cell).
+
+    Needs vmax >= |u| + spread sqrt(T) and (if spacing) dv <= 1.2 sqrt(T) in every cell.
+    """
     u, T = np.atleast_1d(np.asarray(u, float)), np.atleast_1d(np.asarray(T, float))
-    need = np.abs(u) + SPREAD_MIN * np.sqrt(T)
+    need = np.abs(u) + spread * np.sqrt(T)
     i = int(np.argmax(need))
     if need[i] > grid.vmax:
         raise ValueError(
             f"{where}: velocity grid too narrow at cell {i}: vmax = {grid.vmax:.4g} < |u| + "
-            f"{SPREAD_MIN:g} sqrt(T) = {need[i]:.4g} (u = {u[i]:.4g}, T = {T[i]:.4g}); widen vmax")
+            f"{spread:g} sqrt(T) = {need[i]:.4g} (u = {u[i]:.4g}, T = {T[i]:.4g}); widen vmax")
     j = int(np.argmin(T))
-    if grid.dv > DV_PER_SIGMA_MAX * np.sqrt(T[j]):
+    if spacing and grid.dv > DV_PER_SIGMA_MAX * np.sqrt(T[j]):
         raise ValueError(
             f"{where}: velocity grid too coarse at cell {j}: dv = {grid.dv:.4g} > "
             f"{DV_PER_SIGMA_MAX:g} sqrt(T) = {DV_PER_SIGMA_MAX * np.sqrt(T[j]):.4g} (T = {T[j]:.4g}); raise nv")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conlearn.kinetic.bgk import kinetic_solve
+from conlearn.kinetic.bgk import default_grid, kinetic_solve
 from conlearn.kinetic.euler import euler_solve
 from conlearn.kinetic.initial import benchmark_wave, initial_profiles, sod
 from conlearn.kinetic.velocity import (VelocityGrid, conservative_maxwellian, conserved, grid_for_state,
@@ -156,3 +156,23 @@ def test_saved_state_equals_solve_to_that_time():
     # restarting from the snapshot gives the same final state as the uninterrupted solve
     rest = kinetic_solve(x, *wave_fields(x), 0.05, 0.05, grid=full["grid"], q0=np.stack([part["g"][0], part["h"][0]]))
     assert np.abs(rest["u"] - full["u"]).max() < 1e-13
+
+
+def test_default_grid_rules():
+    """Width from the hottest, fastest state; spacing from the coldest and from the free flight (ray effect)."""
+    x = cells(400)
+    s = initial_profiles(sod(), x)
+    g = default_grid(*s, 10.0, 1 / 400, 0.1)
+    assert abs(g.vmax - 7.0) < 1e-12 and g.dv <= 0.1 and g.nv == 140
+    assert abs(default_grid(*s, 1e-3, 1 / 400, 0.1).dv - 0.2) < 1e-12   # tau < t: flights are short
+    g = default_grid(np.ones(2), np.array([0.5, -0.2]), np.array([0.1, 8.0]), 1.0, 0.01, 0.1)
+    assert g.vmax >= 0.5 + 7 * np.sqrt(8.0) and g.dv <= 0.75 * np.sqrt(0.1)
+
+
+def test_result_outside_the_grid_is_refused():
+    """A gas heated beyond the grid's width is an error, not a silently truncated result."""
+    x = cells(50)
+    rho, u, T = np.ones(50), np.where(x < 0.5, 1.0, -1.0), np.full(50, 0.05)   # colliding cold streams
+    grid = velocity_grid(40, 1.0 + 5 * np.sqrt(0.05) + 1e-9)
+    with pytest.raises(ValueError, match="pass a wider grid"):
+        kinetic_solve(x, rho, u, T, 1e-3, 0.2, bc="neumann", grid=grid)
