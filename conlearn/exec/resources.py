@@ -177,16 +177,32 @@ def _address(spec: ResourcesSpec) -> Executor:
     return DaskExecutor.from_address(spec.cluster.address)
 
 
+def _dashboard_host(interface: str | None) -> str:
+    """The address dashboards bind to: the cluster interface's (loopback stays loopback), else all."""
+    if not interface:
+        return ""
+    from distributed.utils import get_ip_interface
+
+    try:
+        return get_ip_interface(interface)
+    except ValueError:  # interface not on this machine (a job script written elsewhere)
+        return ""
+
+
 def jobqueue_cluster(spec: ResourcesSpec, kind: str, **extra: Any) -> Any:
-    """The dask-jobqueue cluster (not scaled: no job submitted) for one task kind."""
+    """The dask-jobqueue cluster (not scaled: no job submitted) for one task kind. With
+    ``interface`` set, the scheduler's and (on loopback) the workers' dashboards bind to it too."""
     import dask_jobqueue
 
     c, t = spec.cluster, getattr(spec.tasks, kind)
+    host = _dashboard_host(c.interface)
     common: dict[str, Any] = dict(
         cores=t.tasks_per_job, processes=1, memory=t.memory, walltime=t.walltime, queue=c.queue,
         account=c.account, interface=c.interface, local_directory=c.local_directory,
         log_directory=c.log_directory, job_script_prologue=list(c.job_script_prologue),
-        job_name=f"conlearn-{kind}", scheduler_options={"dashboard_address": ":0"})
+        job_name=f"conlearn-{kind}", scheduler_options={"dashboard_address": f"{host}:0"})
+    if host.startswith("127."):  # workers on this machine: their HTTP servers on loopback too
+        common["worker_extra_args"] = ["--dashboard-address", f"{host}:0"]
     if c.python:
         common["python"] = c.python
     if c.kind == "slurm":

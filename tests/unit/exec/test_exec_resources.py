@@ -95,3 +95,12 @@ def test_slurm_executor_has_one_adaptive_cluster_per_distinct_resources():
         assert ex.client_for("explore") is ex.client_for("label")  # equal specs share a cluster
         assert sorted(type(c).__name__ for c in ex._owned) == ["SLURMCluster", "SLURMCluster"]
         assert all(len(c.workers) == 0 for c in ex._owned)
+
+
+def test_loopback_interface_keeps_dashboards_on_loopback():
+    """With interface lo, the workers' HTTP servers bind to 127.0.0.1, not to every address."""
+    spec = resources_from_dict({"cluster": {"kind": "slurm", "interface": "lo"}})
+    script = job_script(spec, "label")
+    assert "--dashboard-address 127.0.0.1:0" in script and "--interface lo" in script
+    plain = job_script(resources_from_dict({"cluster": {"kind": "slurm"}}), "label")
+    assert "--dashboard-address" not in plain
