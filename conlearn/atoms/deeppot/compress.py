@@ -101,16 +101,19 @@ class CompressedDeepPot(DeepPot):
         rows = desc.env_rows(g.nbr_vec)
         rows = (rows - desc.avg[ti].unsqueeze(1)) / desc.std[ti].unsqueeze(1)  # [N, K, 4]
         x = rows[:, :, 0]
-        # zeros that depend on the pair vectors (autograd needs them used even with no pairs)
-        t = torch.bmm(rows.transpose(1, 2), rows.new_zeros(*x.shape, desc.neuron[-1]))
+        parts = []
         for tj, (s, e) in enumerate(g.slot_slices):
             if e == s:
                 continue
             if desc.type_one_side:
-                t = t + self._block(x[:, s:e], rows[:, s:e], 0, tj)
+                parts.append(self._block(x[:, s:e], rows[:, s:e], 0, tj))
             else:
-                t = t + torch.cat([self._block(x[a:b, s:e], rows[a:b, s:e], q, tj)
-                                   for q, (a, b) in enumerate(g.type_slices)])
+                parts.append(torch.cat([self._block(x[a:b, s:e], rows[a:b, s:e], q, tj)
+                                        for q, (a, b) in enumerate(g.type_slices)]))
+        if parts:
+            t = parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
+        else:  # no pairs: zeros that still depend on the pair vectors, as autograd needs
+            t = torch.bmm(rows.transpose(1, 2), rows.new_zeros(*x.shape, desc.neuron[-1]))
         t = t + desc._padding(g).unsqueeze(1) * t.new_tensor([1.0, 0, 0, 0]).view(1, 4, 1)
         t = t / desc.nnei
         return torch.matmul(t.transpose(1, 2), t[:, :, : desc.axis_neuron]).reshape(g.n_atoms, -1)
