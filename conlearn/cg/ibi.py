@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.interpolate import CubicSpline
 
 from conlearn.cg.analysis import rdf, rdf_rmse
 from conlearn.cg.md import KB, cg_md
@@ -48,9 +49,13 @@ def _switch(r: np.ndarray, rcut: float, width: float) -> np.ndarray:
     return 1.0 - x * x * x * (10 - 15 * x + 6 * x * x)     # C2 smoothstep: 1 -> 0
 
 
-def _table(r: np.ndarray, U: np.ndarray, rcut: float, width: float) -> PairTable:
-    U = (U - U[-1]) * _switch(r, rcut, width)
-    return PairTable(r, U, None, rcut)
+def _table(r: np.ndarray, U: np.ndarray, rcut: float, width: float, dr: float = 0.002) -> PairTable:
+    """U on the RDF grid -> a PairTable on a uniform grid (the fast kernel), tapered to 0 at rcut."""
+    grid = np.linspace(r[0], rcut, max(int(np.ceil((rcut - r[0]) / dr)) + 1, 8))
+    spline = CubicSpline(r, U - U[-1])
+    sw = _switch(grid, rcut, width)
+    dsw = (_switch(grid + 1e-7, rcut, width) - _switch(grid - 1e-7, rcut, width)) / 2e-7
+    return PairTable(grid, spline(grid) * sw, -(spline(grid, 1) * sw + spline(grid) * dsw), rcut)
 
 
 def pressure_bar(table: PairTable, R: np.ndarray, box: np.ndarray, temperature: float) -> float:

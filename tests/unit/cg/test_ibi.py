@@ -27,6 +27,7 @@ def test_ibi_approaches_the_target_rdf():
     assert all(h["ok"] for h in hist)
     assert err[-1] < 0.6 * err[0]                    # the PMF start is off at liquid density
     assert table(np.array([0.7]))[0][0] == 0.0 and np.isfinite(table.U).all()
+    assert table._uniform                              # IBI tables take the fused kernel
     P = pressure_bar(lj, ref["positions"][30::10], box, 300.0)
     assert np.isfinite(P)
 
