@@ -96,6 +96,7 @@ def error_table(run: Path) -> list[str]:
 
 # -- figures -------------------------------------------------------------------------------------
 def _save(fig, path: Path) -> str:
+    fig.tight_layout()
     fig.savefig(path, dpi=90, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
