@@ -79,6 +79,9 @@ class OpenMMEngine:
     bias_route:   "auto" | "grid" | "linear" (see the module docstring).
     grid_size:    grid intervals per CV over [-pi, pi] for the tabulated bias.
     linear_every: MD steps between bias evaluations of the linearised route.
+    max_bias_force: linearised route: each |dV/ds_j| clipped to this (kJ/mol/unit). The trust switch
+                  can make dV/ds spike to 400+ where <A> is large; frozen for ``linear_every`` steps
+                  such a force diverged ala2 (4 CVs). It shapes exploration only, never a label.
     """
 
     cvs: tuple[CVSpec, ...]
@@ -90,6 +93,7 @@ class OpenMMEngine:
     bias_route: str = "auto"
     grid_size: int = 72
     linear_every: int = 10
+    max_bias_force: float = 200.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cvs", tuple(self.cvs))
@@ -136,7 +140,7 @@ class OpenMMEngine:
         update = None
         if route == "linear":
             def update(context: openmm.Context) -> None:
-                set_linearised(context, cvf, force, bias)
+                set_linearised(context, cvf, force, bias, self.max_bias_force)
         return sim.run(n_steps, frame_every, update, self.linear_every)
 
     def restrained_md(self, center: np.ndarray, kappa: np.ndarray, n_steps: int, frame_every: int,
@@ -163,15 +167,15 @@ class OpenMMEngine:
         return sim.run(n_steps, frame_every)
 
 
-def set_linearised(context: openmm.Context, cvf: CVForces, force: openmm.CustomCVForce, bias) -> np.ndarray:
-    """Evaluate ``bias`` at the context's CVs s [d] and freeze it there: V(s) + dV/ds(s) . (s' - s).
-
-    Returns s.
-    """
+def set_linearised(context: openmm.Context, cvf: CVForces, force: openmm.CustomCVForce, bias,
+                   max_force: float = math.inf) -> np.ndarray:
+    """Evaluate ``bias`` at the context's CVs s [d] and freeze it there: V(s) + dV/ds(s) . (s' - s),
+    each component of dV/ds clipped to [-max_force, max_force]. Returns s."""
     s = cvf.values(force, context)
     v, g = bias.energy_and_grad(s[None, :])
+    g = np.clip(np.asarray(g, dtype=float).reshape(-1), -max_force, max_force)
     context.setParameter("rid_v", float(np.asarray(v).reshape(-1)[0]))
-    for j, (gj, sj) in enumerate(zip(np.asarray(g, dtype=float).reshape(-1), s)):
+    for j, (gj, sj) in enumerate(zip(g, s)):
         context.setParameter(f"rid_g{j}", float(gj))
         context.setParameter(f"rid_r{j}", float(sj))
     return s
@@ -220,8 +224,8 @@ class _Simulation:
                 frames.append(self.positions())
         last = self.positions()
         if not np.all(np.isfinite(last)):
-            raise FloatingPointError(f"MD diverged within {n_steps} steps (positions not finite); "
-                                     f"a smaller timestep or a start closer to the restraint centre may help")
+            raise FloatingPointError(f"MD diverged within {n_steps} steps (positions not finite); a smaller "
+                                     f"timestep, engine.max_bias_force or engine.linear_every may help")
         cvs = self.engine.cvs
         cv = (cv_values(cvs, torch.as_tensor(np.array(frames))).detach().numpy().astype(np.float64)
               if frames else np.zeros((0, len(cvs))))
@@ -238,7 +242,7 @@ def _check(engine: OpenMMEngine) -> None:
         raise bad("system", f"unknown system {engine.system!r}; known: {sorted(SYSTEMS)}")
     if not engine.cvs:
         raise bad("cvs", "at least one CV is needed")
-    for key in ("temperature", "timestep", "friction"):
+    for key in ("temperature", "timestep", "friction", "max_bias_force"):
         value = getattr(engine, key)
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise bad(key, f"must be a positive number, got {value!r}")
