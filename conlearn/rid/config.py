@@ -56,7 +56,9 @@ class TrainingSection(_Strict):
     lr_final: float = Field(1e-4, gt=0)
     reuse_n_steps: int = Field(500, ge=1, description="warm-started trainings")
     reuse_lr: float = Field(1e-3, gt=0)
-    final_n_steps: Optional[int] = Field(None, ge=1, description="one more warm training on all labels at the end")
+    final_n_steps: Optional[int] = Field(None, ge=1, description="one more training on all labels at the end")
+    final_from_scratch: bool = Field(True, description="the final training starts from new weights")
+    validation: float = Field(0.0, ge=0, lt=1, description="per-member held-out fraction for early stopping")
 
 
 class TrustSection(_Strict):

@@ -48,6 +48,7 @@ class BiasedExplorer:
                                                                    "state": frames[i]})
                       for i in range(len(res.cv)))
         meta = {"n_steps": int(res.n_steps), "e0": e0, "e1": e1, "biased": trained,
+                "trust_at_max": bool(model.metrics.get("trust_at_max", 1.0)),
                 "last": np.asarray(res.last).tolist(), "max_eps": float(eps.max()) if len(eps) else 0.0}
         return ExploredBatch(condition=condition, candidates=cands, meta=meta)
 

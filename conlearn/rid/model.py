@@ -10,7 +10,8 @@ batched matrix products, so training M members costs one forward/backward pass.
     ε(s)   = sqrt((1/d) Σ_j Var_m F_mj(s))                         [n] (population variance over m)
 
 Training fits every member's F_m to the labelled mean forces (mean squared error over labels
-and CV components); members differ only by their random initial weights. A warm start
+and CV components); members differ by their random initial weights and by the random part of
+the labels each holds out for early stopping. A warm start
 continues from the previous iteration's weights. Files: ``<name>.pt`` (tensors only, read with
 ``torch.load(weights_only=True)``) and ``<name>.json`` (settings); nothing executes on load.
 """
@@ -36,11 +37,14 @@ DTYPE = torch.float64
 @dataclass(frozen=True)
 class FitSettings:
     """One training: ``n_steps`` full-batch Adam steps, learning rate decaying exponentially
-    from ``lr`` to ``lr_final``."""
+    from ``lr`` to ``lr_final``; early stopping on a ``validation`` fraction of the labels
+    (per member), checked every ``check_every`` steps (see :meth:`Ensemble.fit`)."""
 
     n_steps: int = 2000
     lr: float = 3e-3
     lr_final: float = 1e-4
+    validation: float = 0.0
+    check_every: int = 20
 
 
 class Ensemble:
@@ -104,32 +108,67 @@ class Ensemble:
         return deviation_of(F).detach().numpy()
 
     # -- training --------------------------------------------------------------------------
-    def fit(self, s: np.ndarray, force: np.ndarray, settings: FitSettings) -> dict[str, float]:
-        """Fit every member's −∇A to ``force`` [n, d] at ``s`` [n, d]; returns RMSE metrics."""
+    def fit(self, s: np.ndarray, force: np.ndarray, settings: FitSettings, seed: int = 0) -> dict[str, float]:
+        """Fit every member's −∇A to ``force`` [n, d] at ``s`` [n, d]; returns RMSE metrics.
+
+        Each member holds out its own random ``settings.validation`` fraction of the labels
+        (at least 10 labels are needed for a split) and keeps the weights of its lowest
+        validation error, checked every ``settings.check_every`` steps (including the starting
+        weights): mean forces are noisy, and a long (or warm-started) training fits the noise.
+        """
         s_t = torch.as_tensor(np.asarray(s, dtype=float))
         f_t = torch.as_tensor(np.asarray(force, dtype=float))
         if self.n_trained == 0:  # first training: fix the normalisation from the data
             self._set_normalisation(s_t, f_t)
+        train, val = self._split(len(s_t), settings.validation, seed)
         params = [t.requires_grad_(True) for t in self.params.values()]
         opt = torch.optim.Adam(params, lr=settings.lr)
         gamma = (settings.lr_final / settings.lr) ** (1.0 / max(settings.n_steps, 1))
         sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
         norm = 1.0 / float(f_t.pow(2).mean().clamp_min(1e-12))
-        for _ in range(settings.n_steps):
+        best = {k: v.detach().clone() for k, v in self.params.items()}
+        best_val = self._val_error(s_t, f_t, val)
+        for step in range(1, settings.n_steps + 1):
             opt.zero_grad(set_to_none=True)
             _, F = self.energies_and_forces(s_t, create_graph=True)
-            loss = (F - f_t).pow(2).mean(dim=(1, 2)).sum() * norm
+            loss = (((F - f_t).pow(2).mean(-1) * train).sum(1) / train.sum(1)).sum() * norm
             loss.backward()
             opt.step()
             sched.step()
+            if val is not None and (step % settings.check_every == 0 or step == settings.n_steps):
+                err = self._val_error(s_t, f_t, val)
+                better = err < best_val
+                for k, v in self.params.items():
+                    best[k][better] = v.detach()[better]
+                best_val = torch.where(better, err, best_val)
+        self.params = best if val is not None else {k: v.detach() for k, v in self.params.items()}
         for t in params:
             t.requires_grad_(False)
         self.n_trained = len(s_t)
         _, F = self.energies_and_forces(s_t)
         per_member = (F.detach() - f_t).pow(2).mean(dim=(1, 2)).sqrt()
         mean_err = (F.detach().mean(0) - f_t).pow(2).mean().sqrt()
-        return {"rmse_f_members": float(per_member.mean()), "rmse_f_mean": float(mean_err),
-                "n_labels": float(len(s_t))}
+        out = {"rmse_f_members": float(per_member.mean()), "rmse_f_mean": float(mean_err), "n_labels": float(len(s_t))}
+        if val is not None:
+            out["rmse_f_val"] = float(best_val.mean().sqrt())
+        return out
+
+    def _split(self, n: int, fraction: float, seed: int):
+        """(train mask [M, n] float, validation mask [M, n] bool or None): a random split per member."""
+        n_val = int(round(fraction * n))
+        if n < 10 or n_val < 1:
+            return torch.ones(self.n_members, n, dtype=DTYPE), None
+        gen = torch.Generator().manual_seed(int(seed) % (2 ** 63))
+        order = torch.stack([torch.randperm(n, generator=gen) for _ in range(self.n_members)])
+        val = torch.zeros(self.n_members, n, dtype=torch.bool).scatter_(1, order[:, :n_val], True)
+        return (~val).to(DTYPE), val
+
+    def _val_error(self, s: torch.Tensor, f: torch.Tensor, val) -> torch.Tensor:
+        """Mean squared force error [M] of each member on its validation labels (inf without)."""
+        if val is None:
+            return torch.full((self.n_members,), math.inf, dtype=DTYPE)
+        _, F = self.energies_and_forces(s)
+        return ((F.detach() - f).pow(2).mean(-1) * val).sum(1) / val.sum(1)
 
     def _set_normalisation(self, s: torch.Tensor, f: torch.Tensor) -> None:
         for j, p in enumerate(self.periodic):

@@ -53,12 +53,15 @@ def _save(fig, path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
-def _models(rr: RunRecords) -> list[tuple[int, FreeEnergy]]:
+def _models(rr: RunRecords) -> list[tuple[str, int, FreeEnergy]]:
+    """(title, labels before this iteration, ensemble) of every trained ensemble, the final one last."""
     out = []
-    for key in rr.keys("train"):
+    for key in rr.keys("train") + rr.keys("final"):
         ens = Ensemble.load(rr.load(key).model_paths[0])
+        it = int(key.split("/")[0][5:])
         if ens.n_trained:
-            out.append((int(key.split("/")[0][5:]), FreeEnergy(ens)))
+            final = "/final/" in key
+            out.append(("final" if final else f"iteration {it}", it + 1 if final else it, FreeEnergy(ens)))
     return out
 
 
@@ -91,14 +94,14 @@ def fig_maps(models, labels, temperature: float, what: str):
     rows = -(-n // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3 * rows), squeeze=False)
     pts = grid_points()
-    for ax, (it, fe) in zip(axes.flat, models):
+    for ax, (title, it, fe) in zip(axes.flat, models):
         z = fe.A(pts) if what == "A" else fe.deviation(pts)
         z = (z - z.min() if what == "A" else z).reshape(len(GRID), len(GRID))
         levels = np.arange(0, 10 * kT(temperature) + 1e-9, 2.0) if what == "A" else 12
         cs = ax.contourf(GRID, GRID, z.T, levels=levels, cmap="viridis", extend="max")
         seen = np.array([p["s"] for p in labels if p["iteration"] < it]).reshape(-1, 2)
         ax.plot(seen[:, 0], seen[:, 1], "w.", ms=2)
-        ax.set_title(f"iteration {it} ({len(seen)} labels)", fontsize=9)
+        ax.set_title(f"{title} ({len(seen)} labels)", fontsize=9)
         fig.colorbar(cs, ax=ax, shrink=0.8)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
@@ -110,11 +113,11 @@ def fig_projections(models, temperature: float, cv_names):
 
     beta = 1.0 / kT(temperature)
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
-    for it, fe in models:
+    for title, _, fe in models:
         A = fe.A(grid_points()).reshape(len(GRID), len(GRID))
         for j, axis in enumerate((1, 0)):
             m = -np.log(np.exp(-beta * (A - A.min())).sum(axis=axis)) / beta
-            ax[j].plot(GRID, m - m.min(), label=f"iter {it}")
+            ax[j].plot(GRID, m - m.min(), label=title)
     for j, name in enumerate(cv_names[:2]):
         ax[j].set(xlabel=f"{name} (rad)", ylabel=f"A({name}) (kJ/mol)")
     ax[1].legend(fontsize=7)
@@ -150,7 +153,7 @@ def write_report(run_dir: Path) -> Path:
     cfg = json.loads((run_dir / "config.json").read_text())
     temperature = float(cfg["engine"].get("temperature", 300.0))
     iters, labels, models = per_iteration(rr), _labels(rr), _models(rr)
-    final = models[-1][1] if models else None
+    final = models[-1][2] if models else None
     names = json.loads((run_dir / "summary.json").read_text())["cvs"] if (run_dir / "summary.json").exists() \
         else [f"s{j}" for j in range(len(labels[0]["s"]) if labels else 0)]
     out = run_dir / "report"

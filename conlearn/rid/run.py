@@ -32,11 +32,14 @@ def components(cfg: RidConfig, engine):
     periodic = tuple(c.periodic for c in engine.cvs)
     t = cfg.training
     trainer = EnsembleTrainer(periodic, cfg.model.n_members, tuple(cfg.model.neurons),
-                              fit=FitSettings(t.n_steps, t.lr, t.lr_final),
-                              reuse=FitSettings(t.reuse_n_steps, t.reuse_lr, t.lr_final),
+                              fit=FitSettings(t.n_steps, t.lr, t.lr_final, t.validation),
+                              reuse=FitSettings(t.reuse_n_steps, t.reuse_lr, t.lr_final, t.validation),
                               trust=TrustLevels(**cfg.trust.model_dump()))
     if t.final_n_steps:
-        final = replace(trainer, reuse=FitSettings(t.final_n_steps, t.reuse_lr, t.lr_final))
+        if t.final_from_scratch:
+            final = replace(trainer, fit=FitSettings(t.final_n_steps, t.lr, t.lr_final, t.validation), from_scratch=True)
+        else:
+            final = replace(trainer, reuse=FitSettings(t.final_n_steps, t.reuse_lr, t.lr_final, t.validation))
         trainer = replace(trainer, final_trainer=final)
     explorer = BiasedExplorer(engine, cfg.explore.n_steps, cfg.explore.frame_every)
     s = cfg.select

@@ -13,6 +13,7 @@ with enough labels resets them.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Sequence
@@ -82,7 +83,8 @@ class ClusterSelector:
 
     The trust level e0 of the iteration is read from the batches' meta (set by the explorer).
     No frame counts as failed. converge_fraction: the loop stops when this fraction of the
-    explored frames has ε < e0.
+    explored frames has ε < e0 *and* the trust levels have risen to their maximum (a walker
+    that stays where the ensemble agrees has not shown that the ensemble is right elsewhere).
     max_candidates: candidates beyond this are thinned (evenly, in order) before clustering.
     """
 
@@ -104,5 +106,6 @@ class ClusterSelector:
             picked = tuple(cands[i] for i in representatives(pts, self.periodic, self.cluster_distance,
                                                               self.max_select, ctx.seed))
         n_cand = sum(c.deviation >= e0 for c, e0 in frames)
+        at_max = all(b.meta.get("trust_at_max", True) for b in batches)
         return Selection(n_explored=len(frames), n_accurate=len(frames) - n_cand, n_candidate=n_cand,
-                         n_failed=0, selected=picked, threshold=self.converge_fraction)
+                         n_failed=0, selected=picked, threshold=self.converge_fraction if at_max else math.inf)

@@ -5,7 +5,8 @@ Data are the labels of :class:`~conlearn.rid.label.RestrainedLabeler` (``s`` [d]
 (the explorer then runs unbiased MD and trusts no frame). A later iteration starts from the
 previous ensemble (warm start, ``reuse`` settings) when there is one. The trust levels of the
 iteration (adaptive, from the labels per past iteration) ride along in the metrics as
-``e0``/``e1`` for the explorer and selector.
+``e0``/``e1`` (and ``trust_at_max``) for the explorer and selector. Labels are noisy: a long
+warm-started training drifts, so the final training (``final_trainer``) may start from scratch.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class EnsembleTrainer:
     periodic:  per CV.  n_members, neurons: the ensemble.
     fit:       the first training; reuse: warm-started trainings.
     trust:     the trust levels and their adaptive schedule.
+    from_scratch: ignore ``previous`` (new weights, ``fit`` settings).
     final_trainer: None, or a trainer run once more on all data after the last iteration.
     """
 
@@ -46,19 +48,21 @@ class EnsembleTrainer:
     fit: FitSettings = FitSettings(2000)
     reuse: FitSettings = FitSettings(500, lr=1e-3)
     trust: TrustLevels = TrustLevels()
+    from_scratch: bool = False
     final_trainer: "EnsembleTrainer | None" = field(default=None)
 
     def train(self, data: Sequence[dict], previous: TrainResult | None, ctx: TaskContext) -> TrainResult:
         data = [p for p in data if p is not None]
-        warm = previous is not None and Ensemble.load(previous.model_paths[0]).n_trained > 0
-        ens = Ensemble.load(previous.model_paths[0]) if warm else Ensemble(
-            self.periodic, self.n_members, self.neurons, seed=ctx.seed)
+        ens = Ensemble.load(previous.model_paths[0]) if previous is not None and not self.from_scratch else None
+        warm = ens is not None and ens.n_trained > 0
+        if not warm:
+            ens = Ensemble(self.periodic, self.n_members, self.neurons, seed=ctx.seed)
         metrics: dict[str, float] = {"n_labels": float(len(data))}
         if data:
             s = np.array([p["s"] for p in data], dtype=float)
             f = np.array([p["mean_force"] for p in data], dtype=float)
-            metrics.update(ens.fit(s, f, self.reuse if warm else self.fit))
+            metrics.update(ens.fit(s, f, self.reuse if warm else self.fit, seed=ctx.seed))
         e0, e1 = self.trust.at(labels_per_iteration(data, ctx.iteration))
-        metrics.update(e0=e0, e1=e1, warm=float(warm))
+        metrics.update(e0=e0, e1=e1, warm=float(warm), trust_at_max=float(e0 >= self.trust.e0 * self.trust.max_scale))
         paths = ens.save(Path(ctx.workdir) / "ensemble.pt")
         return TrainResult(member=ctx.index, model_paths=paths, metrics=metrics)

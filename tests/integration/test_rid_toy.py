@@ -88,7 +88,8 @@ def test_status_and_report_through_the_cli(toy_run, capsys):
 
 SMALL = {"max_iterations: 7": "max_iterations: 2", "n_walkers: 4": "n_walkers: 2", "n_steps: 6000": "n_steps: 1500",
          "max_select: 40": "max_select: 6", "n_steps: 1500          # per replica": "n_steps: 600",
-         "max_error: 0.8": "max_error: 5.0", "n_steps: 1500\n": "n_steps: 150\n", "reuse_n_steps: 400": "reuse_n_steps: 50"}
+         "max_error: 0.8": "max_error: 5.0", "n_steps: 1500\n": "n_steps: 150\n", "reuse_n_steps: 400": "reuse_n_steps: 50",
+         "final_n_steps: 1500": "final_n_steps: 100"}
 
 
 class Counter(BaseObserver):

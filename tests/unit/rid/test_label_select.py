@@ -124,3 +124,12 @@ def test_trust_levels_rise_when_too_few_clusters_and_reset():
     assert t.at([10, 2]) == (3.0, 4.5)
     assert t.at([10, 2, 0, 1]) == (4.0, 6.0)       # capped at max_scale
     assert t.at([10, 2, 0, 5]) == (2.0, 3.0)       # enough clusters: back to the configured levels
+
+
+def test_converged_only_once_the_trust_levels_are_at_their_maximum():
+    cands = (Candidate(0.1, {"s": np.array([0.0, 0.0]), "state": None}, key="a/0"),)
+    sel = ClusterSelector((True, True), converge_fraction=0.9)
+    low = sel.select([ExploredBatch(Condition("w"), cands, {"e0": 1.0, "trust_at_max": False})], ctx("/tmp"))
+    assert low.accurate_fraction == 1.0 and not low.converged
+    high = sel.select([ExploredBatch(Condition("w"), cands, {"e0": 1.0, "trust_at_max": True})], ctx("/tmp"))
+    assert high.converged

@@ -115,3 +115,19 @@ def test_bias_is_minus_switched_mean_and_gradient_matches_fd(ens):
     V, g = mid.energy_and_grad(s)
     assert np.allclose(V, -switch(eps, mid.e0, mid.e1) * meanA)
     assert np.allclose(g, fd_grad(lambda x: mid.energy_and_grad(x)[0], s), atol=1e-5)
+
+
+def test_early_stopping_keeps_each_members_best_validation_weights():
+    rng = np.random.default_rng(6)
+    s = rng.uniform(-math.pi, math.pi, (60, 2))
+    f = np.stack([8 * np.sin(s[:, 0]), -6 * np.sin(2 * s[:, 1])], 1) + rng.normal(0, 3.0, (60, 2))  # noisy labels
+    e = Ensemble((True, True), n_members=3, neurons=(16, 16), seed=2)
+    train, val = e._split(60, 0.25, seed=4)
+    assert val.shape == (3, 60) and torch.all(val.sum(1) == 15) and not torch.equal(val[0], val[1])
+    assert torch.equal(train.bool(), ~val)
+    start = e._val_error(torch.tensor(s), torch.tensor(f), val)
+    m = e.fit(s, f, FitSettings(300, lr=1e-2, lr_final=1e-3, validation=0.25, check_every=10), seed=4)
+    final = e._val_error(torch.tensor(s), torch.tensor(f), val)
+    assert torch.all(final <= start) and m["rmse_f_val"] == pytest.approx(float(final.mean().sqrt()))
+    # the kept weights are the best checked ones: continuing without validation only fits the noise more
+    assert m["rmse_f_val"] < 4.5
