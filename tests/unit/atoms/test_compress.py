@@ -184,3 +184,29 @@ def test_cli_compress(tmp_path, water_dir, capsys):
     assert np.abs(a["forces"] - b["forces"]).max() < 1e-9
     assert main(["compress", str(tmp_path / "m.pt"), "-o", str(tmp_path / "bad.pt"), "--step", "0"]) == 2
     assert "--step must be positive" in capsys.readouterr().err and not (tmp_path / "bad.pt").exists()
+
+
+def test_dpgen_explorer_runs_compressed_committee(tmp_path):
+    """MDExplorer on two compressed model files: the same frames and deviations as on the
+    exact files (same seed; trajectories agree to the tabulation error)."""
+    from conlearn.atoms.dpgen.explorer import MDExplorer
+    from conlearn.atoms.frames import atoms_to_frame
+    from conlearn.core.records import Condition, TaskContext, TrainResult
+
+    paths = {}
+    for kind in ("exact", "compressed"):
+        for k, seed in enumerate((8, 9)):
+            m = small_model(seed=seed)
+            m = compress_model(m, step=0.02) if kind == "compressed" else m
+            m.save(tmp_path / f"{kind}{k}.pt")
+        paths[kind] = [TrainResult(member=k, model_paths=(str(tmp_path / f"{kind}{k}.pt"),)) for k in range(2)]
+    cond = Condition("T300", {"structure": atoms_to_frame(water_box(n_molecules=8, seed=9)), "temperature": 300,
+                              "n_steps": 20, "dt_fs": 0.5, "trj_freq": 10})
+    runs = {}
+    for kind, models in paths.items():
+        ctx = TaskContext(key=kind, iteration=0, index=0, seed=5, workdir=str(tmp_path / kind))
+        (tmp_path / kind).mkdir()
+        runs[kind] = MDExplorer(write_trajectory=False).explore(models, cond, ctx)
+    a, b = (np.array([c.deviation for c in runs[k].candidates]) for k in ("exact", "compressed"))
+    assert len(a) == len(b) == 3 and runs["compressed"].meta["blew_up"] is None
+    assert np.abs(a - b).max() < 1e-8, (a, b)
