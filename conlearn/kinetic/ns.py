@@ -64,7 +64,7 @@ def viscous_step(U: np.ndarray, kn: float, dt: float, dx: float, bc: str) -> np.
     a = face_coefficient(4.0 / 3.0 * mu, bc)
     b = face_coefficient(2.5 * mu, bc)
     u_new = solve_implicit(rho / dt, a, rho * u / dt, dx, bc)
-    uf = face_coefficient(u_new, bc) if bc == "periodic" else _inner_faces(u_new)
+    uf = face_coefficient(u_new, bc)      # (zero at Neumann walls, where a is zero too)
     ux = np.empty(u.size + 1)
     ux[1:-1] = np.diff(u_new) / dx
     ux[0] = ux[-1] = (u_new[0] - u_new[-1]) / dx if bc == "periodic" else 0.0
@@ -72,12 +72,6 @@ def viscous_step(U: np.ndarray, kn: float, dt: float, dx: float, bc: str) -> np.
     rhs = U[:, 2] - 0.5 * rho * u_new**2 + dt * np.diff(work) / dx
     T_new = solve_implicit(1.5 * rho / dt, b, rhs / dt, dx, bc)
     return np.stack([rho, rho * u_new, 0.5 * rho * u_new**2 + 1.5 * rho * T_new], -1)
-
-
-def _inner_faces(y: np.ndarray) -> np.ndarray:
-    yf = np.zeros(y.size + 1)
-    yf[1:-1] = 0.5 * (y[1:] + y[:-1])
-    return yf
 
 
 def ns_solve(x, rho, u, T, kn, t_end, bc: str = "periodic", *, cfl: float = 0.5) -> dict:
