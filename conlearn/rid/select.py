@@ -20,7 +20,6 @@ from typing import Sequence
 
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.spatial.distance import pdist
 
 from ..core.records import ExploredBatch, Selection, TaskContext
 from .cv import wrap

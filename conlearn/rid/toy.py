@@ -154,16 +154,14 @@ class ToyLangevinEngine:
         """One walker under ``bias`` (tabulated on the grid); frames every ``frame_every`` steps."""
         rng = np.random.default_rng(seed)
         x = np.asarray(self.initial_state(seed) if start is None else start, dtype=float).reshape(1, 3)
-        extra = None
-        if bias is not None:
-            table = GridBias(bias, self.grid)
+        table = GridBias(bias, self.grid) if bias is not None else None
 
-            def extra(y):
-                out = np.zeros_like(y)
-                out[:, :2] = table.grad(y[:, :2])
-                return out
+        def extra(y):
+            out = np.zeros_like(y)
+            out[:, :2] = table.grad(y[:, :2])
+            return out
 
-        frames, last = self._run(x, extra, n_steps, frame_every, self.dt, rng)
+        frames, last = self._run(x, extra if table is not None else None, n_steps, frame_every, self.dt, rng)
         frames = frames[:, 0]
         return MDResult(cv=frames[:, :2].copy(), last=last[0], n_steps=n_steps, frames=frames)
 

@@ -2,7 +2,6 @@
 run, outputs without the 2-D grid, load_free_energy in 4-D, status and report."""
 
 import json
-import math
 from dataclasses import dataclass
 
 import numpy as np
