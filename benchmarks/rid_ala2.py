@@ -171,7 +171,9 @@ def reference(n_steps: int, cache: Path, log=print) -> dict:
     from conlearn.rid.openmm_metad import MetadSettings
 
     settings = MetadSettings(n_steps=n_steps)
-    key = {"metad": settings.key(), "seeds": [1, 2], "engine": repr(OpenMMEngine(cvs=CV2))}
+    eng = OpenMMEngine(cvs=CV2)
+    key = {"metad": settings.key(), "seeds": [1, 2], "cvs": repr(eng.cvs),
+           "engine": {k: getattr(eng, k) for k in ("system", "temperature", "timestep", "friction", "platform")}}
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     path = cache / f"metad-{digest}.npz"
     if path.is_file():
