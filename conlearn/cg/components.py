@@ -75,6 +75,15 @@ class CGExplorer:
     """
 
     min_distance: float = 0.1  # nm; closer beads: the run blew up
+    continue_trajectories: bool = True  # the next iteration starts where this trajectory ended
+
+    def follow(self, condition: Condition, previous: ExploredBatch) -> Condition:
+        """The condition with ``R0`` where the previous iteration's trajectory ended (when it
+        ran to the end and ``continue_trajectories``); else unchanged."""
+        last = previous.meta.get("last")
+        if not self.continue_trajectories or not previous.meta.get("ok") or last is None:
+            return condition
+        return Condition(condition.name, {**condition.params, "R0": last})
 
     def explore(self, models: Sequence[TrainResult], condition: Condition, ctx: TaskContext) -> ExploredBatch:
         from ..atoms.neighbors import NeighborError
@@ -101,8 +110,10 @@ class CGExplorer:
             last = frames[-1] if len(frames) else np.asarray(p["R0"], dtype=float)
             cands.append(Candidate(deviation=math.inf, payload={"R": np.mod(last, box), "box": box},
                                    meta={"condition": condition.name, "failed": reason}))
-        return ExploredBatch(condition=condition, candidates=tuple(cands),
-                             meta={"ok": ok, "reason": reason, "steps": steps, "n_frames": len(frames)})
+        meta = {"ok": ok, "reason": reason, "steps": steps, "n_frames": len(frames)}
+        if ok and len(frames):
+            meta["last"] = np.mod(frames[-1], box).tolist()
+        return ExploredBatch(condition=condition, candidates=tuple(cands), meta=meta)
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,7 @@ class MDSettings(_Strict):
     friction_per_ps: float = Field(5.0, ge=0)
     n_steps: int = Field(2000, ge=1)
     save_every: int = Field(50, ge=1)
+    continue_trajectories: bool = Field(True, description="each iteration starts where the last one's MD ended")
 
 
 class LabelSettings(_Strict):

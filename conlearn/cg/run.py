@@ -76,7 +76,8 @@ def build_loop(cfg: CGConfig, run_dir: Path, executor, ref: dict, train: dict, p
     settings = LoopSettings(n_models=m.committee, max_iterations=lp.max_iterations, label_retries=lp.label_retries,
                             label_timeout_s=lp.label_timeout_s, seed=lp.seed)
     initial = [{"R": r, "F": f, "box": train["box"]} for r, f in zip(train["R"], train["F"])]
-    return BatchLoop(trainer=trainer, explorer=CGExplorer(), selector=selector, labeler=labeler(cfg, ref),
+    explorer = CGExplorer(continue_trajectories=cfg.md.continue_trajectories)
+    return BatchLoop(trainer=trainer, explorer=explorer, selector=selector, labeler=labeler(cfg, ref),
                      conditions=conditions(cfg, ref, train), initial_data=initial, run_dir=run_dir,
                      executor=executor, settings=settings, observers=observers)
 

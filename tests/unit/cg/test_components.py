@@ -50,6 +50,9 @@ def test_explorer_deviation_is_the_committees(tmp_path):
         assert c.deviation > 0 and (c.payload["R"] >= 0).all() and (c.payload["R"] < c.payload["box"]).all()
     again = CGExplorer().explore(models, condition(), ctx(tmp_path))  # same seed, same trajectory
     assert [c.deviation for c in again.candidates] == [c.deviation for c in batch.candidates]
+    nxt = CGExplorer().follow(condition(), batch)  # the next iteration continues from the last frame
+    np.testing.assert_array_equal(nxt.params["R0"], batch.candidates[-1].payload["R"])
+    assert CGExplorer(continue_trajectories=False).follow(condition(), batch) == condition()
 
 
 def test_explorer_blow_up_is_one_failed_item(tmp_path):
@@ -60,6 +63,7 @@ def test_explorer_blow_up_is_one_failed_item(tmp_path):
     batch = CGExplorer().explore(models, condition(R0=R), ctx(tmp_path))
     assert not batch.meta["ok"] and batch.meta["reason"]
     assert math.isinf(batch.candidates[-1].deviation)
+    assert CGExplorer().follow(condition(R0=R), batch).params["R0"] == R.tolist()  # a failed run restarts
 
 
 def test_toy_labeler_gives_the_mw_forces(tmp_path):
