@@ -22,7 +22,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,7 +160,8 @@ def table(rows: dict, aa_ps_per_s: float) -> str:
     for name, m in rows.items():
         speedup = m["ps_per_s"] / aa_ps_per_s if m.get("ps_per_s") else None
         out.append(f"| {name} | {f(m.get('fm_residual'), '{:.3f}')} | {f(m.get('rdf_rmse'), '{:.3f}')} | "
-                   f"{f(m.get('adf_l1'), '{:.3f}')} | {f(m.get('adf_peak'), '{:.0f}')} | {f(m.get('density'), '{:.3f}')} | "
+                   f"{f(m.get('adf_l1'), '{:.3f}')} | {f(m.get('adf_peak'), '{:.0f}')} | "
+                   f"{f(m.get('density'), '{:.3f}')} | "
                    f"{f(m.get('diffusion_ratio'), '{:.2f}')} | {f(m.get('ps_per_s'), '{:.3f}')} | "
                    f"{f(speedup, '{:.2f}')} | {m.get('ok', '-')} |")
     return "\n".join(out)

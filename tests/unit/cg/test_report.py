@@ -13,12 +13,14 @@ def fake_run(run):
     (run / "config.json").parent.mkdir(parents=True, exist_ok=True)
     (run / "config.json").write_text('{"workflow": "cg", "selection": {"trust_lo": 1.0, "trust_hi": 5.0}}')
     theta, r = np.linspace(1, 179, 90), np.linspace(0.005, 0.595, 60)
-    curves = {"r": r, "g": 1 + np.exp(-((r - 0.28) / 0.03) ** 2), "theta": theta, "p": np.exp(-((theta - 100) / 20) ** 2)}
+    curves = {"r": r, "g": 1 + np.exp(-((r - 0.28) / 0.03) ** 2),
+              "theta": theta, "p": np.exp(-((theta - 100) / 20) ** 2)}
     metrics = {"fm_residual": 0.43, "rdf_rmse": 0.12, "adf_l1": 0.3, "adf_peak": 60.0, "density": 0.997,
                "diffusion_ratio": 2.5, "steps_per_s": 900.0, "ok": True, "curves": curves}
     with Manifest(run) as man:
         man.record("init/pair", {"path": "x", "fit_residual": 0.41}, {"fit_residual": 0.41})
-        batch = ExploredBatch(Condition("T300"), tuple(Candidate(d, None, key=f"k/{i}") for i, d in enumerate([0.5, 2, 3, 9])))
+        cands = tuple(Candidate(d, None, key=f"k/{i}") for i, d in enumerate([0.5, 2, 3, 9]))
+        batch = ExploredBatch(Condition("T300"), cands)
         man.record("iter-000/explore/0000", batch)
         man.record("iter-000/select", Selection(4, 1, 2, 1, (), 0.95))
         man.record("eval/reference", curves)
