@@ -42,7 +42,9 @@ def structure(R, box, r_max: float = 1.0) -> dict:
 def reference_metrics(traj, box, dt_ps: float, masses, r_max: float = 1.0) -> dict:
     """The reference's structure (``rdf``/``adf`` curves), diffusion (nm²/ps) and density."""
     s = structure(traj, box, r_max)
-    return {**s, "diffusion": A.diffusion(unwrap(traj, box), dt_ps), "density": A.density(float(np.sum(masses)), box),
+    t, msd = A.msd(unwrap(traj, box), dt_ps)
+    return {**s, "msd_t": t, "msd": msd, "diffusion": A.diffusion(unwrap(traj, box), dt_ps),
+            "density": A.density(float(np.sum(masses)), box),
             "adf_peak": A.first_peak(s["theta"], s["p"])[0], "rdf_peak": A.first_peak(s["r"], s["g"])}
 
 
@@ -75,6 +77,7 @@ def model_metrics(potential, heldout: dict, ref: dict, md: dict, seed: int) -> d
         return out
     s = structure(keep, box, float(ref["r"][-1] + 0.5 * (ref["r"][1] - ref["r"][0])))
     dt_ps = md["save_every"] * md["dt_fs"] * 1e-3
+    s["msd_t"], s["msd"] = A.msd(keep, dt_ps)
     out.update(rdf_rmse=A.rdf_rmse(s["r"], s["g"], ref["g"], (R_RANGE[0], min(R_RANGE[1], s["r"][-1]))),
                adf_l1=A.adf_l1(s["p"], ref["p"], s["theta"]), adf_peak=A.first_peak(s["theta"], s["p"])[0],
                diffusion_ratio=A.diffusion(keep, dt_ps) / ref["diffusion"], curves=s)

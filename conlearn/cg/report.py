@@ -1,7 +1,8 @@
 """``conlearn status RUN`` and ``conlearn report RUN`` for CG runs (read-only, safe while it runs).
 
-The report (``RUN/report.html``, PNGs written next to it and embedded) shows the RDF and
-ADF of the reference, the pair baseline and the learned model, the committee deviation of
+The report (``RUN/report.html``, PNGs written next to it and embedded) shows the RDF, ADF
+and MSD of the reference, the pair baseline and the learned model (and of IBI and ML-only
+when benchmarks/cg_water.py has added them to the run), the committee deviation of
 the explored frames per iteration with the trust window, and a table of the metrics
 (held-out force residual, RDF RMSE, ADF L1 and peak, density, D_CG/D_ref, cost).
 """
@@ -39,6 +40,8 @@ def load_run(run: Path) -> dict:
             out["init"][key[5:]] = rec.meta if key == "init/reference" else value()
         elif key.startswith("eval/"):
             out["eval"][key[5:]] = value()
+        elif key.startswith("bench/"):  # IBI and ML-only of benchmarks/cg_water.py
+            out["eval"][key[6:]] = value()
         elif (m := KEY.fullmatch(key)):
             it = out["iterations"].setdefault(int(m.group(1)), {"train": [], "explore": [], "label": []})
             v = value()
@@ -99,16 +102,21 @@ def _figures(d: dict, run: Path) -> list[tuple[str, Path]]:
     figs = []
     ev = d["eval"]
     if "reference" in ev:
-        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+        fig, (a, b, c) = plt.subplots(1, 3, figsize=(14, 3.6))
         ref = ev["reference"]
         a.plot(ref["r"], ref["g"], "k-", lw=2, label="reference")
         b.plot(ref["theta"], ref["p"], "k-", lw=2, label="reference")
+        if "msd" in ref:
+            c.plot(ref["msd_t"], ref["msd"], "k-", lw=2, label="reference")
         for name, m in ev.items():
             if name != "reference" and m.get("curves"):
                 a.plot(m["curves"]["r"], m["curves"]["g"], label=name)
                 b.plot(m["curves"]["theta"], m["curves"]["p"], label=name)
+                if "msd" in m["curves"]:
+                    c.plot(m["curves"]["msd_t"], m["curves"]["msd"], label=name)
         a.set(xlabel="r (nm)", ylabel="g(r)", title="RDF")
         b.set(xlabel="angle (deg)", ylabel="p", title="ADF, triplets within 0.32 nm")
+        c.set(xlabel="t (ps)", ylabel="MSD (nm²)", title="mean squared displacement")
         a.legend()
         figs.append(("Structure", _save(fig, run / "report_structure.png")))
     its = sorted(d["iterations"].items())

@@ -33,11 +33,12 @@ RESUMABLE_CHANGES = ("loop.max_iterations", "evaluation")
 
 
 def record_once(man: Manifest, key: str, compute, log=print, meta=lambda v: {}):
-    """The recorded value of ``key``, or ``compute()`` recorded under it."""
+    """The recorded value of ``key``, or ``compute()`` recorded under it (with its seconds)."""
     if key in man:
         return man.load(key)
+    t0 = time.perf_counter()
     value = compute()
-    man.record(key, value, meta(value))
+    man.record(key, value, {**meta(value), "seconds": time.perf_counter() - t0})
     log(f"{key}: recorded")
     return value
 
@@ -106,7 +107,8 @@ def evaluate_models(cfg: CGConfig, man: Manifest, ref: dict, heldout: dict, pair
 
 
 def run(cfg: CGConfig, run_dir: str | Path, executor, observers=(), log=print) -> dict:
-    """Reference, baseline, loop, evaluation; writes and returns ``summary.json``'s dict."""
+    """Reference, baseline, loop, evaluation; writes and returns ``summary.json``'s dict
+    (``wall_s``: this call; ``compute_s``: every recorded stage's seconds, over all calls)."""
     run_dir = Path(run_dir).resolve()
     check_recorded_config(cfg, run_dir / "config.json", RESUMABLE_CHANGES)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -120,7 +122,10 @@ def run(cfg: CGConfig, run_dir: str | Path, executor, observers=(), log=print) -
     report = build_loop(cfg, run_dir, executor, ref, train, pair, observers).run()
     with Manifest(run_dir) as man:
         ev = evaluate_models(cfg, man, ref, heldout, pair, [m.model_paths[0] for m in report.models], log)
+    with Manifest(run_dir) as man:
+        compute_s = sum(float(r.meta.get("seconds") or 0.0) for r in man.records())
     summary = run_summary(cfg, report, ref, train, pair, ev, time.perf_counter() - t0)
+    summary["compute_s"] = compute_s
     atomic_write_bytes(run_dir / "summary.json", json.dumps(summary, indent=1).encode())
     return summary
 

@@ -14,7 +14,8 @@ def fake_run(run):
     (run / "config.json").write_text('{"workflow": "cg", "selection": {"trust_lo": 1.0, "trust_hi": 5.0}}')
     theta, r = np.linspace(1, 179, 90), np.linspace(0.005, 0.595, 60)
     curves = {"r": r, "g": 1 + np.exp(-((r - 0.28) / 0.03) ** 2),
-              "theta": theta, "p": np.exp(-((theta - 100) / 20) ** 2)}
+              "theta": theta, "p": np.exp(-((theta - 100) / 20) ** 2),
+              "msd_t": np.arange(1.0, 6.0), "msd": 0.01 * np.arange(1.0, 6.0)}
     metrics = {"fm_residual": 0.43, "rdf_rmse": 0.12, "adf_l1": 0.3, "adf_peak": 60.0, "density": 0.997,
                "diffusion_ratio": 2.5, "steps_per_s": 900.0, "ok": True, "curves": curves}
     with Manifest(run) as man:
@@ -26,6 +27,7 @@ def fake_run(run):
         man.record("eval/reference", curves)
         man.record("eval/pair", metrics)
         man.record("eval/delta", {**metrics, "fm_residual": 0.31, "curves": None, "rdf_rmse": None})
+        man.record("bench/ibi", {**metrics, "fm_residual": 0.47})
 
 
 def test_status_and_report(tmp_path):
@@ -37,6 +39,7 @@ def test_status_and_report(tmp_path):
     assert "eval delta: fm_residual=0.310, rdf_rmse=-" in text
     html = write_report(run).read_text()
     assert html.count("data:image/png;base64") == 2 and "| delta | 0.310 | - |" in html
+    assert "| ibi | 0.470 |" in html and "eval ibi: fm_residual=0.470" in text
     assert (run / "report_structure.png").exists() and (run / "report_deviation.png").exists()
 
 
