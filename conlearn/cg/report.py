@@ -108,6 +108,8 @@ def _figures(d: dict, run: Path) -> list[tuple[str, Path]]:
         b.plot(ref["theta"], ref["p"], "k-", lw=2, label="reference")
         if "msd" in ref:
             c.plot(ref["msd_t"], ref["msd"], "k-", lw=2, label="reference")
+        else:  # runs recorded before the MSD curves were kept
+            c.axis("off")
         for name, m in ev.items():
             if name != "reference" and m.get("curves"):
                 a.plot(m["curves"]["r"], m["curves"]["g"], label=name)
