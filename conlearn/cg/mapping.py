@@ -104,6 +104,16 @@ class Mapping:
         out = anchor + self._apply(d, weighted=True)
         return out[0] if single else out
 
+    def to_dict(self) -> dict:
+        """Plain lists for JSON (a run directory records its mapping)."""
+        return {"bead_of_atom": self.bead_of_atom.tolist(), "weights": self.weights.tolist(),
+                "bead_masses": self.bead_masses.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Mapping":
+        return cls(np.asarray(d["bead_of_atom"], dtype=np.int64), np.asarray(d["weights"], dtype=float),
+                   np.asarray(d["bead_masses"], dtype=float))
+
     def map_forces(self, f) -> np.ndarray:
         """Mapped forces ``[T, n_beads, 3]`` kJ/mol/nm: the sum over each bead's atoms."""
         f, single = self._check(f, "forces")

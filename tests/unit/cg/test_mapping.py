@@ -1,5 +1,7 @@
 """Mapping operators: COM across the box, summed forces, errors naming the atom or bead."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -64,6 +66,9 @@ def test_two_beads_per_molecule_template():
     assert m.n_beads == 4
     assert list(m.bead_of_atom) == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3]
     assert np.allclose(m.bead_masses, [14, 17, 14, 17])
+    back = Mapping.from_dict(json.loads(json.dumps(m.to_dict())))
+    x = np.random.default_rng(5).uniform(0, 1, size=(10, 3))
+    assert np.array_equal(back.map_positions(x, np.full(3, 3.0)), m.map_positions(x, np.full(3, 3.0)))
 
 
 def test_errors_name_atom_and_bead():
