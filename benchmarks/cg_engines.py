@@ -118,7 +118,8 @@ def main(argv=None):
         table.save(out / f"{name.split()[0].lower()}_{args.liquid}.npz")
         metrics[name] = {**evaluate(table, ref, aa_speed, args.dt_fs, 2 + 10 * k), "fit_s": fit_s}
     a = ref["structure"]
-    info = {"liquid": args.liquid, "n_beads": len(ref["masses"]), "rdf_peak_aa": analysis.first_peak(a["r"], a["g"]),
+    info = {"liquid": args.liquid, "n_beads": len(ref["masses"]),
+            "rdf_peak_aa": analysis.first_peak(a["r"], a["g"]),
             "adf_peak_aa": analysis.first_peak(a["theta"], a["p"])[0], "D_aa": ref["D"],
             "aa_T": ref["T"], "density": ref["density"], "fm_train_residual": fm.fit_residual}
     text = render(speed, metrics, info)
@@ -154,7 +155,8 @@ def render(speed, metrics, info) -> str:
     row(f"ADF peak (AA {info['adf_peak_aa']:.0f} deg)", lambda m: f"{m['adf_peak']:.0f} deg", "58 vs 102")
     row("ADF L1", lambda m: f"{m['adf_l1']:.3f}", "0.31")
     row(f"D_CG / D_AA (D_AA {info['D_aa']:.2e} nm^2/ps)", lambda m: f"{m['D_ratio']:.2f}")
-    row("CG MD steps/s wall (per CPU s)", lambda m: f"{m['steps_per_s']:.0f} ({m['steps_per_cpu_s']:.0f})")
+    row("CG MD steps/s wall (per CPU s)",
+        lambda m: f"{m['steps_per_s']:.0f} ({m['steps_per_cpu_s']:.0f})")
     row("AA/CG cost per simulated ps, CPU (wall)",
         lambda m: f"{m['cpu_cost_ratio']:.1f}x ({m['wall_cost_ratio']:.1f}x)", ">= 5x target")
     row("CG 100 ps ok, T", lambda m: f"{m['ok']}, {m['T']:.1f} K")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conlearn.cg.analysis import rdf, rdf_rmse
+from conlearn.cg.analysis import rdf
 from conlearn.cg.ibi import IBISettings, ibi, pressure_bar
 from conlearn.cg.md import cg_md
 from conlearn.cg.potential import lj_table

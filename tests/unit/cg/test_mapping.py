@@ -68,7 +68,8 @@ def test_two_beads_per_molecule_template():
     assert np.allclose(m.bead_masses, [14, 17, 14, 17])
     back = Mapping.from_dict(json.loads(json.dumps(m.to_dict())))
     x = np.random.default_rng(5).uniform(0, 1, size=(10, 3))
-    assert np.array_equal(back.map_positions(x, np.full(3, 3.0)), m.map_positions(x, np.full(3, 3.0)))
+    box = np.full(3, 3.0)
+    assert np.array_equal(back.map_positions(x, box), m.map_positions(x, box))
 
 
 def test_errors_name_atom_and_bead():
