@@ -52,3 +52,13 @@ def test_blow_up_is_detected_and_named():
 def test_bad_shapes():
     with pytest.raises(ValueError, match="must be"):
         cg_md(LJ, np.zeros((4, 3)), np.ones(3), np.ones(3), 1, 1.0, 300.0, 1.0, 0, 1)
+
+
+def test_continuing_from_state_equals_one_run_in_nve():
+    R0, box, m = _lattice()
+    one = cg_md(LJ, R0, box, m, 100, 4.0, 200.0, 0.0, 0, 100)
+    half = cg_md(LJ, R0, box, m, 50, 4.0, 200.0, 0.0, 0, 50)
+    two = cg_md(LJ, half["state"]["positions"], box, m, 50, 4.0, 200.0, 0.0, 9, 50,
+                V0=half["state"]["velocities"])
+    assert np.allclose(two["state"]["positions"], one["state"]["positions"], atol=1e-10)
+    assert np.allclose(two["state"]["velocities"], one["state"]["velocities"], atol=1e-8)
