@@ -47,8 +47,8 @@ from conlearn.rid.openmm_engine import OpenMMEngine
 ROOT = Path(__file__).resolve().parents[1]
 PHI = CVSpec("phi", "dihedral", (4, 6, 8, 14))
 PSI = CVSpec("psi", "dihedral", (6, 8, 14, 16))
-D_C7 = CVSpec("d_c7", "distance", (5, 17))   # O(ACE)..H(NME), the C7 hydrogen bond (nm)
-D_C5 = CVSpec("d_c5", "distance", (15, 7))   # O(ALA)..H(ALA), the C5 hydrogen bond (nm)
+D_C7 = CVSpec("d_c7", "distance", (5, 17))   # O(ACE)..H(NME), the C7 hydrogen bond (nm); speed only:
+D_C5 = CVSpec("d_c5", "distance", (15, 7))   # the 4-CV example uses heavy atoms (O..N), same cost
 CV2, CV4 = (PHI, PSI), (PHI, PSI, D_C7, D_C5)
 KS = (1, 5, 10, 20)
 KT = 0.0083144626 * 300.0                    # kJ/mol
