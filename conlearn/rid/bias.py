@@ -1,8 +1,12 @@
-"""The RiD bias: V(s) = −σ(ε(s)) · ⟨A⟩(s), switched on only where the ensemble agrees.
+"""The RiD bias: V(s) = −σ(ε(s)) · (⟨A⟩(s) − A_ref), switched on only where the ensemble agrees.
 
 σ(ε) = 1 for ε ≤ e0, 0 for ε ≥ e1, and ½(1 + cos(π (ε − e0)/(e1 − e0))) between (the trust
-levels e0 < e1, kJ/mol/rad). The gradient dV/ds (including the σ'(ε) ∇ε term) comes from
-autograd through the ensemble's forces (second derivatives of the MLPs).
+levels e0 < e1, kJ/mol/rad). A_ref (``offset``; by default the ensemble's ⟨A⟩ at its lowest
+labelled point) fixes the constant of ⟨A⟩, which is arbitrary for the fit but not for the bias:
+in the switching band the force σ'(ε) (⟨A⟩ − A_ref) ∇ε scales with it (an unshifted network
+constant of a few hundred kJ/mol gave |dV/ds| > 400 kJ/mol/rad there). With the shift, the
+bias lowers each trusted point by its free energy above the lowest labelled one. The gradient
+dV/ds (including the σ' term) comes from autograd through the ensemble's forces.
 """
 
 from __future__ import annotations
@@ -30,22 +34,23 @@ def switch(eps, e0: float, e1: float):
 class EnsembleBias:
     """A :class:`~conlearn.rid.engine.Bias` from an ensemble and trust levels (e0, e1)."""
 
-    def __init__(self, ensemble: Ensemble, e0: float, e1: float):
+    def __init__(self, ensemble: Ensemble, e0: float, e1: float, offset: float | None = None):
         switch(0.0, e0, e1)  # checks e0 < e1
         self.ensemble, self.e0, self.e1 = ensemble, float(e0), float(e1)
+        self.offset = float(ensemble.a_ref if offset is None else offset)
         self.d, self.periodic = ensemble.d, ensemble.periodic
 
     @classmethod
-    def from_file(cls, path: str | Path, e0: float, e1: float) -> "EnsembleBias":
+    def from_file(cls, path: str | Path, e0: float, e1: float, offset: float | None = None) -> "EnsembleBias":
         """Load the ensemble (``torch.load(weights_only=True)``) from ``path`` (.pt or .json)."""
-        return cls(Ensemble.load(path), e0, e1)
+        return cls(Ensemble.load(path), e0, e1, offset)
 
     def terms(self, s) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(V [n], ε [n], σ [n]) at s [n, d] as tensors, differentiable in ``s``."""
         A, F = self.ensemble.energies_and_forces(s, create_graph=True)
         eps = deviation_of(F)
         sig = switch(eps, self.e0, self.e1)
-        return -sig * A.mean(0), eps, sig
+        return -sig * (A.mean(0) - self.offset), eps, sig
 
     def energy_and_grad(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """s [n, d] -> (V [n] kJ/mol, dV/ds [n, d] kJ/mol/rad)."""

@@ -52,13 +52,14 @@ class Ensemble:
 
     def __init__(self, periodic: Sequence[bool], n_members: int = 4, neurons: Sequence[int] = (64, 64, 64),
                  seed: int = 0, shift: Sequence[float] | None = None, scale: Sequence[float] | None = None,
-                 energy_scale: float = 10.0, n_trained: int = 0):
+                 energy_scale: float = 10.0, n_trained: int = 0, a_ref: float = 0.0):
         self.periodic = tuple(bool(p) for p in periodic)
         self.d, self.n_members, self.neurons = len(self.periodic), int(n_members), tuple(int(n) for n in neurons)
         self.shift = torch.tensor(shift if shift is not None else [0.0] * self.d, dtype=DTYPE)
         self.scale = torch.tensor(scale if scale is not None else [1.0] * self.d, dtype=DTYPE)
         self.energy_scale = float(energy_scale)
         self.n_trained = int(n_trained)  # labels seen by the last training (0: untrained)
+        self.a_ref = float(a_ref)  # ⟨A⟩ at the lowest labelled point (the bias's zero), kJ/mol
         gen = torch.Generator().manual_seed(int(seed) % (2 ** 63))
         widths = [self.n_features, *self.neurons, 1]
         self.params: dict[str, torch.Tensor] = {}
@@ -145,7 +146,8 @@ class Ensemble:
         for t in params:
             t.requires_grad_(False)
         self.n_trained = len(s_t)
-        _, F = self.energies_and_forces(s_t)
+        A, F = self.energies_and_forces(s_t)
+        self.a_ref = float(A.detach().mean(0).min())
         per_member = (F.detach() - f_t).pow(2).mean(dim=(1, 2)).sqrt()
         mean_err = (F.detach().mean(0) - f_t).pow(2).mean().sqrt()
         out = {"rmse_f_members": float(per_member.mean()), "rmse_f_mean": float(mean_err), "n_labels": float(len(s_t))}
@@ -181,7 +183,7 @@ class Ensemble:
     def meta(self) -> dict:
         return {"version": VERSION, "periodic": list(self.periodic), "n_members": self.n_members,
                 "neurons": list(self.neurons), "shift": self.shift.tolist(), "scale": self.scale.tolist(),
-                "energy_scale": self.energy_scale, "n_trained": self.n_trained}
+                "energy_scale": self.energy_scale, "n_trained": self.n_trained, "a_ref": self.a_ref}
 
     def save(self, path: str | Path) -> tuple[str, str]:
         """Write ``path`` (.pt, tensors) and its .json; return both paths (absolute)."""
@@ -202,7 +204,7 @@ class Ensemble:
         if meta.get("version") != VERSION:
             raise ValueError(f"{path}: ensemble file version {meta.get('version')}, this code reads {VERSION}")
         ens = cls(meta["periodic"], meta["n_members"], meta["neurons"], shift=meta["shift"], scale=meta["scale"],
-                  energy_scale=meta["energy_scale"], n_trained=meta["n_trained"])
+                  energy_scale=meta["energy_scale"], n_trained=meta["n_trained"], a_ref=meta.get("a_ref", 0.0))
         state = torch.load(path.with_suffix(".pt"), weights_only=True)
         if set(state) != set(ens.params):
             raise ValueError(f"{path}: tensors {sorted(state)} do not match the settings {sorted(ens.params)}")

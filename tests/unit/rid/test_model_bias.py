@@ -1,6 +1,8 @@
 """The ensemble (forces by autograd, ε with 1/d, vectorised = one-by-one training, files) and the bias."""
 
 import math
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,3 +133,25 @@ def test_early_stopping_keeps_each_members_best_validation_weights():
     assert torch.all(final <= start) and m["rmse_f_val"] == pytest.approx(float(final.mean().sqrt()))
     # the kept weights are the best checked ones: continuing without validation only fits the noise more
     assert m["rmse_f_val"] < 4.5
+
+
+def test_bias_zero_is_the_lowest_labelled_point(ens):
+    s = np.random.default_rng(8).uniform(-3, 3, (5, 3))
+    eps = ens.deviation(s)
+    e0, e1 = float(np.median(eps)) * 0.7, float(np.median(eps)) * 1.4
+    V0, g0 = EnsembleBias(ens, e0, e1, offset=0.0).energy_and_grad(s)
+    V7, g7 = EnsembleBias(ens, e0, e1, offset=7.5).energy_and_grad(s)
+    sig = switch(eps, e0, e1)
+    assert np.allclose(V7, V0 + 7.5 * sig)  # V = −σ (⟨A⟩ − offset)
+    band = (eps > e0) & (eps < e1)
+    assert band.any() and not np.allclose(g7[band], g0[band])  # the σ' ∇ε force depends on the offset
+    assert np.allclose(g7[sig == 1], g0[sig == 1])
+    # a fit sets the default offset: ⟨A⟩ − a_ref is 0 at the lowest labelled point
+    rng = np.random.default_rng(9)
+    x = rng.uniform(-math.pi, math.pi, (30, 2))
+    fit = Ensemble((True, True), n_members=2, neurons=(8,), seed=3)
+    fit.fit(x, np.stack([np.sin(x[:, 0]), np.cos(x[:, 1])], 1), FitSettings(20))
+    with torch.no_grad():
+        assert fit.energies(torch.tensor(x)).mean(0).min().item() == pytest.approx(fit.a_ref)
+    assert EnsembleBias(fit, 1.0, 2.0).offset == fit.a_ref
+    assert Ensemble.load(fit.save(Path(tempfile.mkdtemp()) / "f.pt")[1]).a_ref == fit.a_ref
