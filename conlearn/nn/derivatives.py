@@ -1,4 +1,5 @@
-"""The one autograd utility: forces and virial from an energy of pair vectors.
+"""The one autograd utility: forces and virial from an energy of pair vectors, and the plain
+gradient of a scalar model (RiD mean forces, bead forces, biases) in :func:`gradient`.
 
 Every conlearn atomistic potential is a scalar energy ``E(r_ij)`` of its pair vectors
 ``r_ij = x_j - x_i + shift``. With ``g_p = dE/dr_p`` (``[P, 3]``, eV/Å):
@@ -51,3 +52,14 @@ def graph_derivatives(energy_fn, graph, *, virial: bool = True, create_graph: bo
     )
     forces = torch.zeros_like(forces).index_copy(0, graph.order, forces)
     return energy, forces, w
+
+
+def gradient(output: torch.Tensor, inputs: torch.Tensor, *, create_graph: bool = False) -> torch.Tensor:
+    """``d(Σ output)/d inputs`` by autograd, shaped like ``inputs``.
+
+    ``inputs`` may be a non-leaf view (e.g. shared points expanded per ensemble member
+    ``[M, n, d]``: every member's gradient from one backward pass). ``create_graph``: keep the
+    graph (training on gradients, or a gradient of the gradient such as ∇ε).
+    """
+    (g,) = torch.autograd.grad(output.sum(), inputs, create_graph=create_graph)
+    return g

@@ -28,7 +28,9 @@ import numpy as np
 import torch
 
 from ..core.manifest import atomic_write_bytes
+from ..nn.derivatives import gradient
 from ..nn.mlp import fitting_layers
+
 
 VERSION = 1
 DTYPE = torch.float64
@@ -100,8 +102,7 @@ class Ensemble:
             s = s.detach().requires_grad_(True)
         per_member = s.unsqueeze(0).expand(self.n_members, -1, -1)  # one backward gives every member's ∇A
         A = self.energies(per_member)
-        (grad,) = torch.autograd.grad(A.sum(), per_member, create_graph=create_graph)
-        return A, -grad
+        return A, -gradient(A, per_member, create_graph=create_graph)
 
     def deviation(self, s) -> np.ndarray:
         """ε(s) [n] kJ/mol/rad at s [n, d]."""
