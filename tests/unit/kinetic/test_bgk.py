@@ -5,7 +5,7 @@ import pytest
 
 from conlearn.kinetic.bgk import default_grid, kinetic_solve
 from conlearn.kinetic.euler import euler_solve
-from conlearn.kinetic.initial import benchmark_wave, initial_profiles, sod
+from conlearn.kinetic.initial import initial_profiles, sod
 from conlearn.kinetic.velocity import (VelocityGrid, conservative_maxwellian, conserved, grid_for_state,
                                        macroscopic, maxwellian, primitive, velocity_grid)
 
