@@ -137,6 +137,33 @@ def table(rows: dict) -> str:
     return "\n".join(lines)
 
 
+def inference_variants(model_path: Path, threads: int, deepmd: dict | None) -> str:
+    """The trained conlearn model's inference (E+F, one 192-atom frame of data_3) exact,
+    compressed (``conlearn compress``, min distance from the training data) and in float32:
+    median CPU ms per frame (see benchmarks/deeppot_compress.py, which also checks accuracy)."""
+    import torch
+
+    import deeppot_compress as dc
+    from conlearn.atoms.dataset import load_systems
+    from conlearn.atoms.deeppot.compress import compress_model, min_neighbor_distance
+    from conlearn.atoms.deeppot.model import load_model
+
+    torch.set_num_threads(threads)
+    exact = load_model(model_path)
+    rmin = min_neighbor_distance(load_systems([DATA / f"data_{i}" for i in range(3)]), exact.spec.rcut)
+    f32 = dc.as_float32(exact)
+    test = load_systems(DATA / "data_3")[0]
+    lines = ["variant              CPU ms/frame  vs exact" + ("  vs deepmd-kit wall" if deepmd else "")]
+    base = None
+    for name, m in (("exact float64", exact), ("compressed float64", compress_model(exact, min_dist=rmin)),
+                    ("exact float32", f32), ("compressed float32", compress_model(f32, min_dist=rmin))):
+        cpu, wall = dc.time_ef(m, test, 10)
+        base = base or cpu
+        extra = f"  {deepmd['inference_s'] / wall:8.2f}x" if deepmd else ""
+        lines.append(f"{name:20s} {1e3 * cpu:12.1f} {base / cpu:8.2f}x{extra}")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--budget", type=float, default=600.0, help="training-loop seconds per tool")
@@ -154,6 +181,7 @@ def main(argv=None) -> int:
     rows["deepmd-kit"] = None if a.skip_deepmd else run_deepmd(cfg, a.budget, a.threads, work / "deepmd")
     print(f"\nDeepPot-SE water, {a.budget:.0f} s training budget each, {a.threads} thread(s), float64")
     print(table(rows))
+    print(inference_variants(work / "conlearn" / "out" / "model.pt", a.threads, rows.get("deepmd-kit")))
     (work / "results.json").write_text(json.dumps(rows, indent=1))
     return 0
 
