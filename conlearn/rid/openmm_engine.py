@@ -19,9 +19,11 @@ ff96 as shipped, no cutoff, HBonds constraints). Langevin middle integrator (``t
 Bias routes (``bias_route``): ``"grid"`` tabulates the bias once per call on a periodic
 ``grid_size``^d spline (d <= 2, periodic CVs); ``"linear"`` evaluates the bias every
 ``linear_every`` steps at the current s and applies V(r) + dV/ds(r) . (s - r) in between (any d);
-``"auto"`` takes the grid where it applies. A RiD ensemble bias is evaluated by its numpy twin
-(:mod:`conlearn.rid.openmm_bias`, ~0.1-0.4 ms a point against 1-5 ms by torch autograd). CV values of saved frames come from
-:func:`conlearn.rid.cv.cv_values` on the frame positions, the one definition of the CVs.
+``"auto"`` takes the grid where it applies. The linearised gradient is clipped at
+``max_bias_force`` (a large gradient frozen for several steps diverged the MD). A RiD ensemble
+bias is evaluated by its numpy twin (:mod:`conlearn.rid.openmm_bias`, ~5x faster a point than
+torch autograd). CV values of saved frames come from :func:`conlearn.rid.cv.cv_values` on the
+frame positions, the one definition of the CVs; ``MDResult.frames`` holds those positions.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import openmm
@@ -138,11 +140,11 @@ class OpenMMEngine:
         elif route == "linear":
             force = cvf.linearised()
         sim = _Simulation(self, force, seed, start)
-        update = None
-        if route == "linear":
-            def update(context: openmm.Context) -> None:
-                set_linearised(context, cvf, force, bias, self.max_bias_force)
-        return sim.run(n_steps, frame_every, update, self.linear_every)
+        if route != "linear":
+            return sim.run(n_steps, frame_every)
+        return sim.run(n_steps, frame_every, lambda context: set_linearised(context, cvf, force, bias,
+                                                                            self.max_bias_force),
+                       self.linear_every)
 
     def restrained_md(self, center: np.ndarray, kappa: np.ndarray, n_steps: int, frame_every: int,
                       seed: int, start: np.ndarray | None) -> MDResult:
@@ -259,5 +261,3 @@ def _check(engine: OpenMMEngine) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise bad(key, f"must be an integer >= {low}, got {value!r}")
 
-
-SETTINGS = tuple(f.name for f in fields(OpenMMEngine))
