@@ -33,16 +33,16 @@ def net_derivatives(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]
     ``z'' = W v''``; ``t = tanh z`` gives ``t' = (1 - t²) z'``, ``t'' = (1 - t²)(z'' - 2 t z'²)``.
     """
     with torch.no_grad():
-        v = x.to(torch.float64).reshape(-1, 1)
+        v = x.to("cpu", torch.float64).reshape(-1, 1)
         v1, v2 = torch.ones_like(v), torch.zeros_like(v)
         for k, (lin, kind) in enumerate(zip(net.layers, net.kinds)):
-            w, b = lin.weight.to(torch.float64), lin.bias.to(torch.float64)
+            w, b = lin.weight.to("cpu", torch.float64), lin.bias.to("cpu", torch.float64)  # tables built on the CPU
             z, z1, z2 = v @ w.T + b, v1 @ w.T, v2 @ w.T
             t = torch.tanh(z)
             g = 1 - t * t
             out = [t, g * z1, g * (z2 - 2 * t * z1 * z1)]
             if net.resnet_dt:
-                out = [o * net.dts[k].to(torch.float64) for o in out]
+                out = [o * net.dts[k].to("cpu", torch.float64) for o in out]
             if kind == 1:
                 out = [o + p for o, p in zip(out, (v, v1, v2))]
             elif kind == 2:
