@@ -217,7 +217,7 @@ def main(argv=None) -> int:
     print(f"\nDeepPot-SE water, 192 atoms, E+F, {a.threads} thread(s); model: {a.model or 'untrained example'}; "
           f"min neighbour distance {rmin:.3f} Å, step {a.step}, compression {t_compress:.1f} s, "
           f"{sum(t.n_intervals for t in comp.tables)} intervals")
-    print(f"| variant | CPU ms/frame | wall ms/frame | speed-up (CPU) | max abs dF eV/Å | max abs dE eV/atom |")
+    print("| variant | CPU ms/frame | wall ms/frame | speed-up (CPU) | max abs dF eV/Å | max abs dE eV/atom |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, r in rows.items():
         acc = (f"{r['max_dF']:.2e} | {r['max_dE_atom']:.2e}" if "max_dF" in r else "- | -")

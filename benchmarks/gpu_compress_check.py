@@ -149,8 +149,8 @@ def main(argv=None) -> int:
         if precision == "float64":
             fails += fd_check(comp, pos, typ, box, dev)
             fails += fallback_check(exact, pos, typ, box, dev)
-    print(f"\n| precision | atoms | exact ms | compressed ms | speed-up | compressed µs/atom | "
-          f"peak GiB exact / compressed | max abs dF eV/Å | max abs dE eV/atom |")
+    print("\n| precision | atoms | exact ms | compressed ms | speed-up | compressed µs/atom | "
+          "peak GiB exact / compressed | max abs dF eV/Å | max abs dE eV/atom |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for precision, n, te, tc, me, mc, df, de in rows:
         print(f"| {precision} | {n} | {te:.2f} | {tc:.2f} | {te / tc:.2f}x | {1e3 * tc / n:.3f} | "

@@ -132,7 +132,7 @@ class Table(nn.Module):
         t = t.to(self.coef.dtype).unsqueeze(-1)
         pw = t ** qf  # [P, 6]: 1, t, ..., t^5
         w = [pw, torch.cat([torch.zeros_like(t), pw[:, :5] * qf[1:]], -1)] if derivative else [pw]
-        p, m = x.shape[0], self.width
+        p = x.shape[0]
         idx = (k.unsqueeze(-1) * 6 + q).repeat(len(w), 1)
         out = F.embedding_bag(idx, self.coef, per_sample_weights=torch.cat(w), mode="sum")
         return out[:p], (out[p:] if derivative else None)
