@@ -43,6 +43,8 @@ def build_model(cfg: TrainConfig, systems: list[System], init_model: str | Path 
     type_map = list(cfg.model.type_map)
     if init_model is not None:
         model = load_model(init_model)
+        if hasattr(model, "uncompressed"):  # a compressed file fine-tunes from its exact weights
+            model = model.uncompressed()
         if model.type_map != type_map:
             raise ValueError(f"init model {init_model} has type_map {model.type_map}, config has {type_map}")
         return model

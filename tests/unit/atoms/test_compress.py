@@ -163,6 +163,24 @@ def test_save_load_weights_only_and_committee(tmp_path):
     assert abs(r["energy"] - ref["energy"]) < 1e-9 and abs(r["max_devi_f"] - ref["max_devi_f"]) < 1e-9
 
 
+def test_compressed_members_are_not_stacked_and_fine_tune_from_exact_weights(tmp_path):
+    from conlearn.atoms.deeppot.committee import stackable
+
+    exact = [small_model(seed=4), small_model(seed=6)]
+    assert stackable(exact)
+    assert not stackable([compress_model(m, step=0.05) for m in exact])  # one by one is faster
+    compress_model(exact[0], step=0.05).save(tmp_path / "c.pt")
+    from conlearn.atoms.deeppot import train
+
+    class _Cfg:  # only the model section is read when an init model is given
+        class model:
+            type_map = exact[0].type_map
+
+    model = train.build_model(_Cfg, [], init_model=tmp_path / "c.pt")
+    assert type(model) is DeepPot and model.training  # trainable, the exact weights
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), exact[0].state_dict().values()))
+
+
 def test_training_mode_refused():
     comp = compress_model(small_model(), step=0.05).train()
     with pytest.raises(RuntimeError, match="for inference"):
