@@ -1,5 +1,9 @@
 """The RiD explorer: one walker of MD biased by −σ(ε)⟨A⟩, every frame scored by ε.
 
+A walker whose MD diverges (NaN coordinates) is retried once with another seed; failing again,
+it gives no frames this iteration (recorded in the batch meta under ``failed``), restarts next
+iteration from where it was, and the iteration cannot count as converged.
+
 A condition is a walker (``{"walker": w, "start": state or None}``); ``follow`` continues each
 walker from where its previous iteration ended. The trust levels (e0, e1) come from the
 trained ensemble's metrics and are written to the batch meta for the selector. An untrained
@@ -13,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..core.records import Candidate, Condition, ExploredBatch, TaskContext, TrainResult
+from ..core.records import Candidate, Condition, ExploredBatch, TaskContext, TrainResult, derive_seed
 from .bias import EnsembleBias
 from .engine import Engine
 from .model import Ensemble
@@ -39,7 +43,22 @@ class BiasedExplorer:
         ens = Ensemble.load(model.model_paths[0])
         trained = ens.n_trained > 0
         bias = EnsembleBias(ens, e0, e1) if trained else None
-        res = self.engine.biased_md(bias, self.n_steps, self.frame_every, ctx.seed, condition.params.get("start"))
+        start = condition.params.get("start")
+        res, errors = None, []
+        for attempt in range(2):  # a diverged walker is retried once with another seed, then skipped
+            try:
+                res = self.engine.biased_md(bias, self.n_steps, self.frame_every,
+                                            derive_seed(ctx.seed, f"attempt-{attempt}") if attempt else ctx.seed,
+                                            start)
+                break
+            except (ValueError, TypeError):  # a wrong setting, not a divergence: stop the run
+                raise
+            except Exception as err:  # FloatingPointError, OpenMMException (NaN coordinates) ...
+                errors.append(f"try {attempt + 1}: {type(err).__name__}: {err}")
+        if res is None:  # no frames; the walker starts again from where it was; no convergence now
+            meta = {"n_steps": 0, "e0": e0, "e1": e1, "biased": trained, "trust_at_max": False,
+                    "last": start, "max_eps": 0.0, "failed": errors}
+            return ExploredBatch(condition=condition, candidates=(), meta=meta)
         eps = ens.deviation(res.cv)
         if not trained:
             eps = np.maximum(eps, e1)
@@ -49,7 +68,8 @@ class BiasedExplorer:
                       for i in range(len(res.cv)))
         meta = {"n_steps": int(res.n_steps), "e0": e0, "e1": e1, "biased": trained,
                 "trust_at_max": bool(model.metrics.get("trust_at_max", 1.0)),
-                "last": np.asarray(res.last).tolist(), "max_eps": float(eps.max()) if len(eps) else 0.0}
+                "last": np.asarray(res.last).tolist(), "max_eps": float(eps.max()) if len(eps) else 0.0,
+                **({"failed": errors} if errors else {})}
         return ExploredBatch(condition=condition, candidates=cands, meta=meta)
 
     def follow(self, condition: Condition, previous: ExploredBatch) -> Condition:

@@ -133,3 +133,33 @@ def test_converged_only_once_the_trust_levels_are_at_their_maximum():
     assert low.accurate_fraction == 1.0 and not low.converged
     high = sel.select([ExploredBatch(Condition("w"), cands, {"e0": 1.0, "trust_at_max": True})], ctx("/tmp"))
     assert high.converged
+
+
+def test_a_diverging_walker_is_retried_then_skipped_not_fatal(tmp_path):
+    """R2's finding: one walker's NaN stopped the whole run (StageError). Now: one retry with
+    another seed, then an empty batch that records why, keeps its start and blocks convergence."""
+    from conlearn.core.records import TrainResult
+    from conlearn.rid.explore import BiasedExplorer
+    from conlearn.rid.model import Ensemble
+
+    @dataclass(frozen=True)
+    class Flaky:
+        fail_seeds: tuple = ()
+        cvs: tuple = ()
+        temperature: float = 300.0
+
+        def biased_md(self, bias, n_steps, frame_every, seed, start):
+            if seed in self.fail_seeds or -1 in self.fail_seeds:
+                raise FloatingPointError("MD diverged (positions not finite)")
+            return MDResult(cv=np.zeros((3, 2)), last=np.ones(3), n_steps=n_steps)
+
+    path, _ = Ensemble(periodic=(True, True), n_members=2, neurons=(8,), seed=0).save(tmp_path / "ens")
+    model = TrainResult(0, (path,), {"e0": 1.0, "e1": 2.0})
+    ctx = TaskContext(key="iter-000/explore/0000", iteration=0, index=0, seed=7, workdir=str(tmp_path))
+    cond = Condition("walker-00", {"walker": 0, "start": [0.1, 0.2, 0.3]})
+    once = BiasedExplorer(Flaky(fail_seeds=(7,)), n_steps=30, frame_every=10).explore([model], cond, ctx)
+    assert len(once.candidates) == 3 and len(once.meta["failed"]) == 1 and once.meta["n_steps"] == 30
+    never = BiasedExplorer(Flaky(fail_seeds=(-1,)), n_steps=30, frame_every=10).explore([model], cond, ctx)
+    assert never.candidates == () and never.meta["last"] == [0.1, 0.2, 0.3] and never.meta["n_steps"] == 0
+    assert len(never.meta["failed"]) == 2 and "FloatingPointError" in never.meta["failed"][1]
+    assert never.meta["trust_at_max"] is False
