@@ -10,7 +10,9 @@ or through the ``conlearn.workflows`` entry-point group.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from .configfile import ConfigError, read_raw
 from .core.registry import WORKFLOWS, RegistryError
@@ -26,6 +28,31 @@ for _name, _target in BUILTIN.items():
         WORKFLOWS.register_lazy(_name, _target)
 
 DEFAULT = "dpgen"
+
+
+@dataclass(frozen=True)
+class FunctionWorkflow:
+    """A :class:`~conlearn.core.protocols.Workflow` from a domain's four functions:
+    ``load(path) -> cfg``, ``run(cfg, run_dir, executor, observers=...) -> summary``,
+    ``status(run_dir) -> str`` and ``report(run_dir) -> Path``."""
+
+    name: str
+    load_fn: Callable[[str], Any]
+    run_fn: Callable[..., dict]
+    status_fn: Callable[[Path], str]
+    report_fn: Callable[[Path], Path]
+
+    def load(self, path):
+        return self.load_fn(path)
+
+    def run(self, cfg, run_dir, executor, observers=()):
+        return self.run_fn(cfg, Path(run_dir), executor, observers=observers)
+
+    def status(self, run_dir):
+        return self.status_fn(Path(run_dir))
+
+    def report(self, run_dir):
+        return self.report_fn(Path(run_dir))
 
 
 def get_workflow(name: str, where: str = ""):

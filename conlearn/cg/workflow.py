@@ -1,34 +1,9 @@
-"""The CG workflow behind ``conlearn run | status | report`` (``workflow: cg``)."""
+"""The CG workflow behind ``conlearn run | status | report`` (``workflow: cg``):
+ML coarse-grained MD learned concurrently (see :mod:`conlearn.cg.run`)."""
 
-from __future__ import annotations
+from ..workflows import FunctionWorkflow
+from .config import read_config
+from .report import status_text, write_report
+from .run import run
 
-from pathlib import Path
-
-
-class CGWorkflow:
-    """ML coarse-grained MD learned concurrently (see :mod:`conlearn.cg.run`)."""
-
-    name = "cg"
-
-    def load(self, path):
-        from .config import read_config
-
-        return read_config(path)
-
-    def run(self, cfg, run_dir, executor, observers=()):
-        from .run import run
-
-        return run(cfg, Path(run_dir), executor, observers=observers)
-
-    def status(self, run_dir):
-        from .report import status_text
-
-        return status_text(Path(run_dir))
-
-    def report(self, run_dir):
-        from .report import write_report
-
-        return write_report(Path(run_dir))
-
-
-WORKFLOW = CGWorkflow()
+WORKFLOW = FunctionWorkflow("cg", read_config, run, status_text, write_report)
