@@ -1,6 +1,7 @@
 """The functions the loop submits to executors: they run on workers and must stay picklable.
 
 :func:`run_task` wraps every stage call (workdir creation, timing, worker name);
+:func:`label_recorded` labels a run's initial data as recorded tasks, outside the loop;
 :func:`label_with_retries` adds the labelling policy: retries, a per-try time limit,
 NaN/inf rejection and a quarantine record instead of an exception.
 """
@@ -13,10 +14,10 @@ import socket
 import threading
 import time
 from dataclasses import fields, is_dataclass, replace
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from .records import (Candidate, Condition, ExploredBatch, LabelResult, Selection, TaskContext, TaskOutput,
-                      TrainResult)
+                      TrainResult, derive_seed)
 
 
 def run_task(fn: Callable[..., Any], ctx: TaskContext, *args: Any) -> TaskOutput:
@@ -121,6 +122,36 @@ def label_with_retries(labeler: Any, candidate: Candidate, retries: int, timeout
                            attempts=attempt + 1, errors=tuple(errors))
     return LabelResult(key=ctx.key, candidate_key=candidate.key, ok=False, reason=errors[-1],
                        attempts=retries + 1, errors=tuple(errors))
+
+
+def label_recorded(manifest: Any, executor: Any, labeler: Any, candidates: Sequence[Candidate], *, seed: int,
+                   retries: int, timeout_s: float | None, prefix: str = "init/label",
+                   meta: Callable[[int], Mapping[str, Any]] | None = None, log: Callable[[str], None] = print,
+                   what: str = "items") -> list[LabelResult]:
+    """Label ``candidates`` outside the loop (a run's initial data), each one a recorded task
+    ``<prefix>/NNNNNN`` of the open ``manifest``: recorded ones are replayed, the others run on
+    ``executor`` with :func:`label_with_retries` and are recorded as they finish (kill-safe).
+    ``meta(i)``: extra JSON metadata of item ``i``'s record. Returns the results in order."""
+    results: dict[str, LabelResult] = {}
+    keys = [f"{prefix}/{i:06d}" for i in range(len(candidates))]
+    pending = {}
+    for i, (key, cand) in enumerate(zip(keys, candidates)):
+        if key in manifest:
+            results[key] = manifest.load(key)
+            continue
+        ctx = TaskContext(key=key, iteration=-1, index=i, seed=derive_seed(seed, key),
+                          workdir=str(manifest.workdir(key)))
+        fut = executor.submit(run_task, label_with_retries, ctx, labeler, cand, retries, timeout_s,
+                              kind="label", key=key)
+        pending[fut] = (i, key)
+    if pending:
+        log(f"labelling {len(pending)} initial {what} ({len(results)} already recorded)")
+    for fut in executor.as_completed(list(pending)):
+        (i, key), out = pending[fut], fut.result()
+        manifest.record(key, out.value, meta={"seconds": out.seconds, "ok": out.value.ok,
+                                              **(meta(i) if meta else {})})
+        results[key] = out.value
+    return [results[k] for k in keys]
 
 
 def _expect(value: Any, cls: type, what: str) -> Any:

@@ -21,9 +21,9 @@ import numpy as np
 from ..configfile import check_recorded_config
 from ..core.loop import BatchLoop, LoopSettings
 from ..core.manifest import Manifest, atomic_write_bytes
-from ..core.records import Candidate, Condition, TaskContext, derive_seed
+from ..core.records import Candidate, Condition, derive_seed
 from ..core.selection import TrustWindowSelector
-from ..core.tasks import label_with_retries, run_task
+from ..core.tasks import label_recorded
 from . import initial as ini
 from .closure import save_ensemble
 from .components import ClosureTrainer, KineticLabeler, MomentExplorer, ensemble
@@ -54,27 +54,11 @@ def initial_conditions(cfg: KineticConfig) -> list[dict]:
 def label_initial(cfg: KineticConfig, run_dir: Path, executor, log=print) -> list[dict]:
     """Label (or replay from the manifest) the initial trajectories; the quarantined are left out."""
     lab, conds = labeler(cfg), initial_conditions(cfg)
-    results = {}
+    cands = [Candidate(deviation=0.0, payload=params, key=f"init/{i:04d}") for i, params in enumerate(conds)]
     with Manifest(run_dir) as man:
-        pending = {}
-        for i, params in enumerate(conds):
-            key = f"init/label/{i:06d}"
-            if key in man:
-                results[key] = man.load(key)
-                continue
-            ctx = TaskContext(key=key, iteration=-1, index=i, seed=derive_seed(cfg.loop.seed, key),
-                              workdir=str(man.workdir(key)))
-            cand = Candidate(deviation=0.0, payload=params, key=f"init/{i:04d}")
-            pending[executor.submit(run_task, label_with_retries, ctx, lab, cand, cfg.loop.label_retries,
-                                    cfg.loop.label_timeout_s, kind="label", key=key)] = key
-        if pending:
-            log(f"labelling {len(pending)} initial trajectories ({len(results)} already recorded)")
-        for fut in executor.as_completed(list(pending)):
-            key, out = pending[fut], fut.result()
-            man.record(key, out.value, meta={"seconds": out.seconds, "ok": out.value.ok,
-                                             "kn": conds[int(key.rsplit("/", 1)[1])]["kn"]})
-            results[key] = out.value
-    labels = [results[f"init/label/{i:06d}"] for i in range(len(conds))]
+        labels = label_recorded(man, executor, lab, cands, seed=cfg.loop.seed, retries=cfg.loop.label_retries,
+                                timeout_s=cfg.loop.label_timeout_s, meta=lambda i: {"kn": conds[i]["kn"]},
+                                log=log, what="trajectories")
     for r in labels:
         if not r.ok:
             log(f"initial trajectory {r.candidate_key} quarantined: {r.reason}")

@@ -19,9 +19,9 @@ import numpy as np
 from ...configfile import check_recorded_config
 from ...core.loop import BatchLoop, LoopSettings
 from ...core.manifest import Manifest, atomic_write_bytes
-from ...core.records import Candidate, Condition, TaskContext, derive_seed
+from ...core.records import Candidate, Condition, derive_seed
 from ...core.selection import TrustWindowSelector
-from ...core.tasks import label_with_retries, run_task
+from ...core.tasks import label_recorded
 from ..dataset import load_systems
 from ..frames import atoms_to_frame, system_to_frames
 from ..initial import build_structures, perturbed_frames
@@ -97,28 +97,10 @@ def label_initial(cfg: RunConfig, run_dir: Path, executor, log=print) -> list[di
     quarantined ones are left out)."""
     labeler = ASELabeler(ReferenceSpec.model_validate(cfg.reference))
     cands = initial_candidates(cfg)
-    results: dict[str, object] = {}
     with Manifest(run_dir) as man:
         seeds = seed_data(cfg, man, log)
-        pending = {}
-        for i, c in enumerate(cands):
-            key = f"init/label/{i:06d}"
-            if key in man:
-                results[key] = man.load(key)
-                continue
-            ctx = TaskContext(key=key, iteration=-1, index=i, seed=derive_seed(cfg.loop.seed, key),
-                              workdir=str(man.workdir(key)))
-            fut = executor.submit(run_task, label_with_retries, ctx, labeler, c, cfg.loop.label_retries,
-                                  cfg.loop.label_timeout_s, kind="label", key=key)
-            pending[fut] = key
-        if pending:
-            log(f"labelling {len(pending)} initial frames ({len(results)} already recorded)")
-        for fut in executor.as_completed(list(pending)):
-            key = pending[fut]
-            out = fut.result()
-            man.record(key, out.value, meta={"seconds": out.seconds, "ok": out.value.ok})
-            results[key] = out.value
-    labels = [results[f"init/label/{i:06d}"] for i in range(len(cands))]
+        labels = label_recorded(man, executor, labeler, cands, seed=cfg.loop.seed, retries=cfg.loop.label_retries,
+                                timeout_s=cfg.loop.label_timeout_s, log=log, what="frames")
     bad = [r for r in labels if not r.ok]
     for r in bad:
         log(f"initial frame {r.candidate_key} quarantined: {r.reason}")
