@@ -113,14 +113,22 @@ def euler_solve(x, rho, u, T, kn, t_end, bc: str = "periodic", *, cfl: float = 0
 
     Returns {"x", "rho", "u", "T"} [nx], "steps", "wall_s".
     """
+    return march(x, rho, u, T, kn, t_end, bc, cfl, "euler_solve")
+
+
+def march(x, rho, u, T, kn, t_end, bc, cfl, name, after=None) -> dict:
+    """The Euler time loop (MUSCL-HLLC, SSP-RK2, CFL step); ``after(U, kn, dt, dx, bc) -> U``
+    runs after each Euler step (Navier-Stokes: the implicit viscous step)."""
     t0 = time.perf_counter()
     dx, U, kn, idx, t_end = prepare(x, rho, u, T, kn, t_end, bc)
     t, steps = 0.0, 0
     while t < t_end * (1 - 1e-14):
         dt = min(cfl * dx / max_speed(U), t_end - t)
         U = ssp_rk2(U, lambda V: euler_rhs(V, idx, dx), dt)
+        if after is not None:
+            U = after(U, kn, dt, dx, bc)
         t, steps = t + dt, steps + 1
-        check_positive(U, t, "euler_solve")
+        check_positive(U, t, name)
     return result(x, U, steps, t0)
 
 

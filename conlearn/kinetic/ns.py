@@ -13,12 +13,10 @@ have no viscous flux through them.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from scipy.linalg import solve_banded
 
-from .euler import check_positive, euler_rhs, max_speed, prepare, result, ssp_rk2, to_primitive
+from .euler import march, to_primitive
 
 
 def face_coefficient(a: np.ndarray, bc: str) -> np.ndarray:
@@ -79,13 +77,4 @@ def ns_solve(x, rho, u, T, kn, t_end, bc: str = "periodic", *, cfl: float = 0.5)
 
     Returns {"x", "rho", "u", "T"} [nx], "steps", "wall_s".
     """
-    t0 = time.perf_counter()
-    dx, U, kn, idx, t_end = prepare(x, rho, u, T, kn, t_end, bc)
-    t, steps = 0.0, 0
-    while t < t_end * (1 - 1e-14):
-        dt = min(cfl * dx / max_speed(U), t_end - t)
-        U = ssp_rk2(U, lambda V: euler_rhs(V, idx, dx), dt)
-        U = viscous_step(U, kn, dt, dx, bc)
-        t, steps = t + dt, steps + 1
-        check_positive(U, t, "ns_solve")
-    return result(x, U, steps, t0)
+    return march(x, rho, u, T, kn, t_end, bc, cfl, "ns_solve", after=viscous_step)
