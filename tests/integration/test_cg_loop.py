@@ -5,16 +5,11 @@ then ``status`` and ``report``; summary.json carries the metrics of pair and Δ.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
-from collections import Counter
 from pathlib import Path
 
 from conlearn.cli import main
-from conlearn.core.manifest import read_records
+from conlearn.testing.runs import recorded_key_counts, run_killed_when
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = """\
@@ -35,33 +30,20 @@ evaluation: {n_steps: 100, equil_steps: 20, save_every: 10, r_max: 0.5}
 """
 
 
-def raw_keys(run: Path) -> Counter:
-    """How many times each key was recorded (a recomputed task appends its key again)."""
-    lines = (run / "manifest.jsonl").read_text().splitlines()
-    return Counter(json.loads(line)["key"] for line in lines if line.strip())
-
-
 def test_kill9_resume_status_report(tmp_path):
     cfg = tmp_path / "cg.yaml"
     cfg.write_text(TINY)
     res = tmp_path / "res.yaml"
     res.write_text("cluster: {kind: inprocess}\n")
     run = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    p = subprocess.Popen([sys.executable, "-m", "conlearn.cli", "run", str(cfg), "--out", str(run),
-                          "--resources", str(res)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    man, deadline = run / "manifest.jsonl", time.time() + 120
-    while time.time() < deadline and p.poll() is None:  # kill once a label is recorded
-        if man.exists() and any("/label/" in k for k, _ in read_records(man)):
-            break
-        time.sleep(0.05)
-    p.send_signal(signal.SIGKILL)
-    assert p.wait() == -signal.SIGKILL
-    before = raw_keys(run)
+    args = ["run", str(cfg), "--out", str(run), "--resources", str(res)]
+    killed_at = lambda k: "/label/" in k  # kill -9 once a label is recorded
+    assert run_killed_when(args, run, killed_at, root=ROOT) == -signal.SIGKILL
+    before = recorded_key_counts(run)
     assert before["init/reference"] == 1 and before["init/pair"] == 1 and not (run / "summary.json").exists()
 
     assert main(["run", str(cfg), "--out", str(run), "--resources", str(res)]) == 0
-    after = raw_keys(run)
+    after = recorded_key_counts(run)
     assert max(after.values()) == 1, [k for k, n in after.items() if n > 1]  # nothing recomputed
     assert set(before) <= set(after)
     s = json.loads((run / "summary.json").read_text())
@@ -78,4 +60,4 @@ def test_kill9_resume_status_report(tmp_path):
     assert "RDF RMSE" in html and "data:image/png;base64" in html and (run / "report_structure.png").exists()
     # the same command again replays everything: no new manifest line
     assert main(["run", str(cfg), "--out", str(run), "--resources", str(res)]) == 0
-    assert raw_keys(run) == after
+    assert recorded_key_counts(run) == after

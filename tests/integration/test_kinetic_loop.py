@@ -4,18 +4,13 @@ recorded, resumed (nothing recorded is computed again), then status, report and 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from conlearn.cli import main
-from conlearn.core.manifest import read_records
+from conlearn.testing.runs import recorded_key_counts, run_killed_when
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = """\
@@ -33,32 +28,20 @@ report: {kn: [0.1]}
 """
 
 
-def raw_keys(run: Path) -> Counter:
-    lines = (run / "manifest.jsonl").read_text().splitlines()
-    return Counter(json.loads(line)["key"] for line in lines if line.strip())
-
-
 def test_kill9_resume_status_report_api(tmp_path):
     cfg = tmp_path / "kinetic.yaml"
     cfg.write_text(TINY)
     res = tmp_path / "res.yaml"
     res.write_text("cluster: {kind: inprocess}\n")
     run = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    p = subprocess.Popen([sys.executable, "-m", "conlearn.cli", "run", str(cfg), "--out", str(run),
-                          "--resources", str(res)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    man, deadline = run / "manifest.jsonl", time.time() + 120
-    while time.time() < deadline and p.poll() is None:  # kill once a loop label is recorded
-        if man.exists() and any(k.startswith("iter-000/label/") for k, _ in read_records(man)):
-            break
-        time.sleep(0.05)
-    p.send_signal(signal.SIGKILL)
-    assert p.wait() == -signal.SIGKILL
-    before = raw_keys(run)
+    args = ["run", str(cfg), "--out", str(run), "--resources", str(res)]
+    killed_at = lambda k: k.startswith("iter-000/label/")  # kill -9 once a label is recorded
+    assert run_killed_when(args, run, killed_at, root=ROOT) == -signal.SIGKILL
+    before = recorded_key_counts(run)
     assert sum(k.startswith("init/label/") for k in before) == 3 and not (run / "summary.json").exists()
 
     assert main(["run", str(cfg), "--out", str(run), "--resources", str(res)]) == 0
-    after = raw_keys(run)
+    after = recorded_key_counts(run)
     assert max(after.values()) == 1, [k for k, n in after.items() if n > 1]   # nothing recomputed
     assert set(before) <= set(after)
     s = json.loads((run / "summary.json").read_text())
@@ -83,4 +66,4 @@ def test_kill9_resume_status_report_api(tmp_path):
 
     # the same command again replays everything: no new manifest line
     assert main(["run", str(cfg), "--out", str(run), "--resources", str(res)]) == 0
-    assert raw_keys(run) == after
+    assert recorded_key_counts(run) == after
