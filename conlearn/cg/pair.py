@@ -6,6 +6,10 @@ linear in ``c``, so the normal equations ``(G^T G) c = G^T F`` are accumulated f
 (memory independent of the trajectory length) and solved once with a light smoothness
 regulariser. The potential is its integral with ``U(rcut) = 0``; the last coefficient is fixed
 at 0 so ``f(rcut) = 0`` as well. Units: nm, kJ/mol, kJ/mol/nm.
+
+With ``angular=(gamma, a, degree)`` the same least squares also fits the coefficients of a
+Stillinger-Weber-type three-body term (:class:`conlearn.cg.threebody.ThreeBody`), which is
+linear in them too: ``force_match_pair(..., angular=...)`` then returns pair + three-body.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import scipy.sparse as sp
 import vesin
 from scipy.interpolate import BSpline
 
+from conlearn.cg.neighbors import build_pairs
 from conlearn.cg.potential import PairTable
+from conlearn.cg.threebody import ThreeBody, basis_forces
 
 
 def _knots(r_min: float, rcut: float, n_basis: int, degree: int) -> np.ndarray:
@@ -32,17 +38,24 @@ class PairForceMatch:
             the closest sampled pair).
         n_basis: number of basis functions (the last one, at rcut, is fixed to 0).
         degree: 1 (hat functions) or 3 (cubic B-splines).
+        angular: ``(gamma nm, a nm, degree)`` of a three-body term fitted with the pair
+            (``degree + 1`` more coefficients, after the pair's); None: pair only.
     """
 
-    def __init__(self, rcut: float, r_min: float, n_basis: int = 60, degree: int = 1):
+    def __init__(self, rcut: float, r_min: float, n_basis: int = 60, degree: int = 1,
+                 angular: tuple[float, float, int] | None = None):
         if not 0 < r_min < rcut or n_basis <= degree + 1:
             raise ValueError(f"force matching needs 0 < r_min < rcut and n_basis > degree + 1 "
                              f"(r_min={r_min}, rcut={rcut}, n_basis={n_basis}, degree={degree})")
+        if angular is not None and not (angular[0] > 0 and angular[1] > 0 and int(angular[2]) >= 0):
+            raise ValueError(f"angular: (gamma > 0 nm, a > 0 nm, degree >= 0), got {angular}")
         self.rcut, self.r_min, self.degree = float(rcut), float(r_min), int(degree)
         self.knots = _knots(self.r_min, self.rcut, n_basis, self.degree)
         self.n_basis = n_basis - 1                 # free coefficients (the last is 0)
-        self.A = np.zeros((self.n_basis, self.n_basis))
-        self.b = np.zeros(self.n_basis)
+        self.angular = None if angular is None else (float(angular[0]), float(angular[1]), int(angular[2]))
+        n_free = self.n_basis + (0 if angular is None else self.angular[2] + 1)
+        self.A = np.zeros((n_free, n_free))
+        self.b = np.zeros(n_free)
         self.ff = 0.0
         self.n_frames = 0
 
@@ -63,7 +76,13 @@ class PairForceMatch:
         cols = np.concatenate([p, p])[:, None].repeat(3, 1)
         vals = np.concatenate([-e, e])               # force on i is -f e, on j +f e
         M = sp.csr_matrix((vals.ravel(), (rows.ravel(), cols.ravel())), shape=(3 * len(R), len(d)))
-        return (M @ B).tocsr()
+        G = (M @ B).tocsr()
+        if self.angular is None:
+            return G
+        gamma, a, deg = self.angular
+        pairs = build_pairs(R, box, a)
+        _, Fb = basis_forces(R, pairs, gamma, a, np.eye(deg + 1))
+        return sp.hstack([G, sp.csr_matrix(Fb.reshape(deg + 1, -1).T)]).tocsr()
 
     def add_frame(self, R, F, box) -> None:
         """Add one frame: bead positions ``R`` ``[N, 3]`` nm, mapped forces ``F`` ``[N, 3]``."""
@@ -79,9 +98,12 @@ class PairForceMatch:
         ``s`` the mean diagonal of ``G^T G`` (so the regulariser is scale free)."""
         if self.n_frames == 0:
             raise ValueError("force matching: no frames added")
-        s = max(np.mean(np.diag(self.A)), 1e-300)
-        D2 = np.diff(np.eye(self.n_basis), 2, axis=0)
-        lhs = self.A + smooth * s * D2.T @ D2 + ridge * s * np.eye(self.n_basis)
+        nb, n = self.n_basis, len(self.b)
+        s = max(np.mean(np.diag(self.A)[:nb]), 1e-300)
+        D2 = np.zeros((nb - 2, n))
+        D2[:, :nb] = np.diff(np.eye(nb), 2, axis=0)
+        scale = np.maximum(np.diag(self.A), 1e-300)  # the ridge per coefficient, scale free
+        lhs = self.A + smooth * s * D2.T @ D2 + ridge * np.diag(scale)
         self.coef = np.linalg.solve(lhs, self.b)
         return self.coef
 
@@ -92,13 +114,20 @@ class PairForceMatch:
 
     def table(self, dr: float = 0.002) -> PairTable:
         """The fitted potential as a PairTable on a grid of spacing ``dr`` nm, U(rcut) = 0."""
-        c = np.concatenate([self.coef, [0.0]])
+        c = np.concatenate([self.coef[: self.n_basis], [0.0]])
         f = BSpline(self.knots, c, self.degree, extrapolate=False)
         n = max(int(np.ceil((self.rcut - self.r_min) / dr)) + 1, 8)
         r = np.linspace(self.r_min, self.rcut, n)
         anti = f.antiderivative()
         U = anti(self.rcut) - anti(r)               # U(r) = int_r^rcut f(s) ds
         return PairTable(r, U, f(r), self.rcut)
+
+    def threebody(self) -> ThreeBody | None:
+        """The fitted three-body term (None without ``angular``)."""
+        if self.angular is None:
+            return None
+        gamma, a, _ = self.angular
+        return ThreeBody(self.coef[self.n_basis:], gamma, a)
 
 
 def closest_pair(R, box, probe: float = 0.5) -> float:
@@ -115,7 +144,7 @@ def closest_pair(R, box, probe: float = 0.5) -> float:
 
 def force_match_pair(R, F, box, rcut: float, n_basis: int = 60, *, r_min: float | None = None,
                      degree: int = 1, smooth: float = 1e-4, ridge: float = 1e-9,
-                     dr: float = 0.002) -> PairTable:
+                     dr: float = 0.002, angular: tuple[float, float, int] | None = None):
     """Fit a pair potential to mapped forces (MS-CG).
 
     Args:
@@ -123,9 +152,10 @@ def force_match_pair(R, F, box, rcut: float, n_basis: int = 60, *, r_min: float 
         box: ``[3]`` (or ``[T, 3]``) nm; rcut: nm; n_basis: basis size.
         r_min: basis start (default: 0.01 nm below the closest pair in the data).
         smooth, ridge: regularisers (see :meth:`PairForceMatch.solve`); 0 and 0 for a pure fit.
+        angular: ``(gamma nm, a nm, degree)``: fit a three-body term as well.
     Returns:
-        PairTable with attributes ``fit_residual`` (training |F - F_model|^2/|F|^2) and
-        ``n_frames``.
+        PairTable (with ``angular``: a :class:`conlearn.cg.baseline.PairThreeBody`) with
+        attributes ``fit_residual`` (training |F - F_model|^2/|F|^2) and ``n_frames``.
     """
     R, F = np.asarray(R, dtype=float), np.asarray(F, dtype=float)
     if R.ndim == 2:
@@ -135,10 +165,14 @@ def force_match_pair(R, F, box, rcut: float, n_basis: int = 60, *, r_min: float 
     boxes = np.broadcast_to(np.asarray(box, dtype=float), (len(R), 3))
     if r_min is None:
         r_min = max(closest_pair(R, boxes[0]) - 0.01, 0.01)
-    fm = PairForceMatch(rcut, r_min, n_basis, degree)
+    fm = PairForceMatch(rcut, r_min, n_basis, degree, angular)
     for x, f, b in zip(R, F, boxes):
         fm.add_frame(x, f, b)
     fm.solve(smooth, ridge)
     table = fm.table(dr)
+    if angular is not None:
+        from conlearn.cg.baseline import PairThreeBody
+
+        table = PairThreeBody(table, fm.threebody())
     table.fit_residual, table.n_frames = fm.residual(), fm.n_frames
     return table
