@@ -19,7 +19,7 @@ import torch
 
 from ...nn.mlp import embedding_layers, fitting_layers
 from ..graph import Graph
-from .descriptor import switch
+from .descriptor import add_padding, empty_slots, switch
 from .model import DeepPot
 
 
@@ -128,20 +128,19 @@ class StackedCommittee:
         emb = torch.cat(blocks, dim=2)  # [M, N, K, M1]
         t = torch.matmul(rows.transpose(-1, -2), emb)  # [M, N, 4, M1]
         pad = self._padding(g)  # [M, N, M1]
-        t = torch.cat([t[:, :, :1] + pad.unsqueeze(2), t[:, :, 1:]], dim=2) / self.nnei
+        t = add_padding(t, pad) / self.nnei
         d = torch.matmul(t.transpose(-1, -2), t[..., : self.axis])  # [M, N, M1, M2]
         return d.flatten(-2)
 
     def _padding(self, g: Graph) -> torch.Tensor:
         """Empty-slot constant per member and atom ``[M, N, M1]`` (see ``DescrptSeA``)."""
         s_pad = -self.avg[..., 0] / self.std[..., 0]  # [M, nt]
-        k_t = torch.tensor([e - s for s, e in g.slot_slices], dtype=s_pad.dtype, device=s_pad.device)
-        n_empty = self.sel_t.to(s_pad.dtype) - k_t  # [nt]
+        n_empty = empty_slots(self.spec.sel, g.slot_slices)
         per_type = []
         for ti in range(self.n_types):
             x = s_pad[:, ti].view(-1, 1, 1)
-            const = torch.stack([x[:, 0] * self._net(ti, tj)(x)[:, 0] for tj in range(self.n_types)], 1)
-            per_type.append((n_empty.view(1, -1, 1) * const).sum(1))  # [M, M1]
+            per_type.append(sum(n_empty[tj] * x[:, 0] * self._net(ti, tj)(x)[:, 0]
+                                for tj in range(self.n_types)))  # [M, M1]
         return torch.stack(per_type, 1)[:, g.atom_types]
 
     def energies(self, vec: torch.Tensor, g: Graph) -> torch.Tensor:

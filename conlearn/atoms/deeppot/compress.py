@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from .descriptor import switch
+from .descriptor import add_padding, switch
 from .model import DeepPot, DeepPotSpec
 from .tabulate import Table
 
@@ -73,6 +73,10 @@ class CompressedDeepPot(DeepPot):
         self.compression: dict = {}
         self.tables = nn.ModuleList()
         self._warned = False
+        # the fixed-shape fast path (:mod:`.fast`) turns the range check off: no host sync per
+        # block; it reads the counts of pairs outside the tables that ``outside`` collects
+        self.range_check = True
+        self.outside: list[torch.Tensor] = []
 
     def set_tables(self, compression: dict, tables: list[Table]) -> "CompressedDeepPot":
         if len(tables) != len(self.descriptor.nets):
@@ -114,8 +118,7 @@ class CompressedDeepPot(DeepPot):
             t = parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
         else:  # no pairs: zeros that still depend on the pair vectors, as autograd needs
             t = torch.bmm(rows.transpose(1, 2), rows.new_zeros(*x.shape, desc.neuron[-1]))
-        t = t + desc._padding(g).unsqueeze(1) * t.new_tensor([1.0, 0, 0, 0]).view(1, 4, 1)
-        t = t / desc.nnei
+        t = add_padding(t, desc._padding(g)) / desc.nnei
         return torch.matmul(t.transpose(1, 2), t[:, :, : desc.axis_neuron]).reshape(g.n_atoms, -1)
 
     def _block(self, x: torch.Tensor, rows: torch.Tensor, ti: int, tj: int) -> torch.Tensor:
@@ -124,6 +127,9 @@ class CompressedDeepPot(DeepPot):
         if x.numel() == 0:
             return rows.new_zeros(x.shape[0], 4, table.width)
         inside = table.in_range(x)
+        if not self.range_check:
+            self.outside.append((~inside).sum())
+            return TabulatedContraction.apply(x, rows, table)
         if bool(inside.all()):
             return TabulatedContraction.apply(x, rows, table)
         out_i, out_k = torch.nonzero(~inside, as_tuple=True)

@@ -28,6 +28,18 @@ def switch(r: torch.Tensor, rmin: float, rmax: float) -> torch.Tensor:
     return u * u * u * (-6.0 * u * u + 15.0 * u - 10.0) + 1.0
 
 
+def empty_slots(sel: list[int], slot_slices: list[tuple[int, int]]) -> list[float]:
+    """Per neighbour type, ``sel_t - K_t``: the slots deepmd-kit pads that the graph does not
+    hold (negative when a fixed-shape graph holds more slots than ``sel``, whose extra slots are
+    empty rows: the total of empty slots is ``sel_t - count`` either way)."""
+    return [float(n - (e - s)) for n, (s, e) in zip(sel, slot_slices)]
+
+
+def add_padding(t: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+    """``t [..., 4, M1]`` with ``pad [..., M1]`` added to its first (radial) row."""
+    return torch.cat([t[..., :1, :] + pad.unsqueeze(-2), t[..., 1:, :]], dim=-2)
+
+
 class DescrptSeA(nn.Module):
     """se_e2_a descriptor: ``Graph -> [n_atoms, M1 * M2]``."""
 
@@ -84,22 +96,19 @@ class DescrptSeA(nn.Module):
         emb = torch.cat(blocks, dim=1) if blocks else rows.new_zeros(g.n_atoms, 0, self.neuron[-1])
         t = torch.bmm(rows.transpose(1, 2), emb)  # [N, 4, M1]
         # slots beyond K_t up to sel_t are empty too: each adds R̂_pad ⊗ G(R̂_pad[0]).
-        t = t + self._padding(g).unsqueeze(1) * t.new_tensor([1.0, 0, 0, 0]).view(1, 4, 1)
-        t = t / self.nnei
+        t = add_padding(t, self._padding(g)) / self.nnei
         d = torch.matmul(t.transpose(1, 2), t[:, :, : self.axis_neuron])
         return d.reshape(g.n_atoms, -1)
 
     def _padding(self, g) -> torch.Tensor:
         """``[n_atoms, M1]``: Σ_t (sel_t - K_t) · s_pad · G_{t_i t}(s_pad)."""
         s_pad = -self.avg[:, 0] / self.std[:, 0]  # [n_types] per centre type
-        k_t = torch.tensor([e - s for s, e in g.slot_slices], dtype=s_pad.dtype, device=s_pad.device)
-        n_empty = self.sel_t.to(s_pad.dtype) - k_t  # [n_types]
-        const = torch.stack([
-            torch.stack([s_pad[ti] * self.net(ti, tj)(s_pad[ti].view(1, 1))[0]
-                         for tj in range(self.n_types)])
+        n_empty = empty_slots(self.sel, g.slot_slices)  # plain floats: no host-to-device copy
+        per_type = torch.stack([
+            sum(n_empty[tj] * s_pad[ti] * self.net(ti, tj)(s_pad[ti].view(1, 1))[0]
+                for tj in range(self.n_types))
             for ti in range(self.n_types)
-        ])  # [ti, tj, M1]
-        per_type = (n_empty.view(1, -1, 1) * const).sum(1)  # [ti, M1]
+        ])  # [ti, M1]
         return per_type[g.atom_types]
 
     @torch.no_grad()

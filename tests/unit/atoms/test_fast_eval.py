@@ -1,0 +1,123 @@
+"""FastEvaluator (fixed-shape MD evaluation): same energies, forces and virials as the normal
+path, through Verlet rebuilds, for committees and compressed models, chunked over atoms; the
+device neighbour search finds vesin's pairs; sel overflow and out-of-table pairs are caught."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from conlearn.atoms.deeppot.compress import compress_model
+from conlearn.atoms.deeppot.fast import FastEvaluator, device_pairs, vesin_pairs
+from conlearn.atoms.neighbors import SelOverflowError
+from conlearn.testing.structures import water_box
+
+from .test_deeppot_model import small_model
+
+
+def frame(n=27, seed=0):
+    atoms = water_box(n_molecules=n, seed=seed)
+    types = np.array([0 if z == 8 else 1 for z in atoms.numbers])
+    return atoms.positions.copy(), atoms.cell.array.copy(), types
+
+
+def reference(model, pos, cell, types):
+    """The normal path: host neighbour list, graph, autograd through the pair vectors."""
+    out = model.evaluate(model.graph([(pos, cell, np.ones(3, bool), types)]), virial=True)
+    return {k: v.detach() for k, v in out.items()}
+
+
+def assert_same(got, want, m=0, tol=1e-10):
+    n = want["forces"].shape[0]
+    assert abs(float(got["energy"][m] - want["energy"][0])) / n < tol
+    assert float((got["forces"][m] - want["forces"]).abs().max()) < tol
+    assert float((got["virial"][m] - want["virial"][0]).abs().max()) / n < tol
+
+
+def pair_set(i, j, m):
+    return set(zip(i.tolist(), j.tolist(), map(tuple, m.round().long().tolist())))
+
+
+@pytest.mark.parametrize("n_mol", [27, 4])  # 4 molecules: box 4.9 Å < rcut, many images
+def test_device_search_finds_vesins_pairs(n_mol):
+    pos, cell, _ = frame(n_mol)
+    p, c = torch.as_tensor(pos), torch.as_tensor(cell)
+    got = pair_set(*device_pairs(p, c, [True] * 3, 4.5, chunk=40))
+    want = pair_set(*vesin_pairs(p, c, [True] * 3, 4.5))
+    assert got == want and len(got) > 100
+
+
+@pytest.mark.parametrize("search", ["torch", "vesin"])
+def test_same_as_normal_path_through_rebuilds(search):
+    model = small_model(sel=(60, 120))
+    pos, cell, types = frame()
+    fe = FastEvaluator(model, types, cell, skin=0.6, headroom=2, search=search)
+    rng = np.random.default_rng(1)
+    for step, kick in enumerate([0.0, 0.05, 0.05, 0.5]):  # the last moves atoms past skin/2
+        pos = pos + rng.normal(scale=kick, size=pos.shape)
+        assert_same(fe.compute(pos, virial=True), reference(model, pos, cell, types))
+        assert fe.n_builds == (1 if step < 3 else 2)
+    # atoms wrapped back into the box (a jump by a lattice vector) are rebuilt, not misread
+    wrapped = pos - np.floor(pos @ np.linalg.inv(cell)) @ cell
+    assert_same(fe.compute(wrapped, virial=True), reference(model, wrapped, cell, types))
+    # a changed cell is a rebuild with that cell
+    cell2 = cell * 1.02
+    assert_same(fe.compute(pos, cell2, virial=True), reference(model, pos, cell2, types))
+
+
+def test_committee_in_one_pass():
+    members = [small_model(sel=(60, 120), seed=s) for s in (3, 4, 5)]
+    pos, cell, types = frame()
+    fe = FastEvaluator(members, types, cell)
+    assert fe.stacked is not None
+    out = fe.compute(pos, virial=True)
+    assert out["forces"].shape == (3, len(types), 3)
+    for k, m in enumerate(members):
+        assert_same(out, reference(m, pos, cell, types), m=k)
+
+
+def test_compressed_members_and_out_of_table_pairs():
+    exact = small_model(sel=(60, 120))
+    comp = compress_model(exact, min_dist=0.9, step=0.02)
+    pos, cell, types = frame()
+    fe = FastEvaluator([comp, exact], types, cell)  # not stackable: one after the other
+    assert fe.stacked is None
+    out = fe.compute(pos, virial=True)
+    assert_same(out, reference(comp, pos, cell, types), m=0)
+    assert_same(out, reference(exact, pos, cell, types), m=1)
+    assert float((out["forces"][0] - out["forces"][1]).abs().max()) < 1e-6  # table error only
+    # a table stopping short of the O-H bonds: the step is repeated on the checked path
+    short = compress_model(exact, min_dist=2.0, extrapolate=1.0, step=0.05)
+    fe = FastEvaluator(short, types, cell)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = fe.compute(pos, virial=True)
+    assert fe.n_checked == 1 and sum("outside the tabulated range" in str(w.message) for w in caught) == 1
+    assert_same(out, reference(exact, pos, cell, types))
+
+
+def test_sel_overflow_is_an_error():
+    model = small_model(sel=(10, 20))
+    pos, cell, types = frame()
+    with pytest.raises(SelOverflowError, match="raise sel"):
+        FastEvaluator(model, types, cell).compute(pos)
+
+
+def test_chunked_equals_unchunked_on_replicated_box():
+    """A 2x2x2 replica of an 81-atom box (648 atoms): chunks of 100 centres, across types."""
+    model = small_model(sel=(60, 120))
+    pos, cell, types = frame()
+    shifts = np.array(list(np.ndindex(2, 2, 2))) @ cell
+    big = (pos[None] + shifts[:, None]).reshape(-1, 3)
+    types8, cell8 = np.tile(types, 8), 2 * cell
+    ref = FastEvaluator(model, types8, cell8, search="torch").compute(big, virial=True)
+    got = FastEvaluator(model, types8, cell8, chunk=100).compute(big, virial=True)
+    for k in ("energy", "forces", "virial"):
+        assert float((got[k] - ref[k]).abs().max()) < 1e-10
+    # and eight copies of the small box give eight times its energy, the same forces
+    one = FastEvaluator(model, types, cell).compute(pos)
+    assert abs(float(got["energy"][0] - 8 * one["energy"][0])) < 1e-9
+    assert float((got["forces"][0, : len(types)] - one["forces"][0]).abs().max()) < 1e-10
