@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 
 
@@ -64,7 +65,7 @@ def cmd_run(args) -> int:
     cfg = workflow.load(args.config)  # every config error before anything is written
     out = Path(args.out or Path(args.config).with_suffix("").name + "_run")
     with default_executor(args.resources) as ex:
-        summary = workflow.run(cfg, out, ex, [ConsoleProgress()])
+        summary = workflow.run(cfg, out, ex, [ConsoleProgress(sys.stderr)])
     print(json.dumps(summary, indent=1, default=str)[:2000])
     return 0 if summary.get("iterations") else 1
 
@@ -155,12 +156,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    _threads(args.threads)
+    """Run one command. An anticipated error (:mod:`conlearn.errors`: bad config, data, model or
+    resources file) is one line on stderr and exit status 2; anything else is a bug: its
+    traceback, a request to report it, exit status 1."""
+    from .errors import REPORT, user_message
+
+    args = build_parser().parse_args(argv)  # usage errors: argparse's message, exit status 2
     try:
+        _threads(args.threads)
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"conlearn {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"conlearn {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - sorted into the user's and ours just below
+        msg = user_message(err)
+        if msg is None:
+            traceback.print_exc()
+            print(f"conlearn {args.command}: {REPORT}", file=sys.stderr)
+            return 1
+        print(f"conlearn {args.command}: error: {msg}", file=sys.stderr)
         return 2
 
 

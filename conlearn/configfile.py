@@ -1,6 +1,11 @@
 """Read a YAML or JSON config file into a pydantic model, with errors naming file, line and key.
 
 Keys that start with ``_`` (deepmd-kit's ``_comment``) are dropped before validation.
+
+Numbers are strict: a numeric setting must be a YAML/JSON number, never a string
+(``numb_steps: "20"`` is an error naming the key and line), and an integer setting an integer
+(``20``, not ``20.0``); a float setting takes integers. Booleans are ``true``/``false``. Every
+config (run, training, resources; all workflows) is validated this way (:func:`strict_validate`).
 """
 
 from __future__ import annotations
@@ -11,13 +16,68 @@ from pathlib import Path
 from typing import Iterable, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from .errors import UserError
 
 M = TypeVar("M", bound=BaseModel)
 
 
-class ConfigError(ValueError):
-    """A config file that cannot be used; the message lists every problem with its line."""
+class ConfigError(UserError, ValueError):
+    """A config file that cannot be used; the message lists every problem with its line
+    (one problem: one line, ``file:line: key: what is wrong``)."""
+
+    def __init__(self, msg: str):
+        head, _, rest = msg.partition("\n")
+        if head == "invalid config:" and rest and "\n" not in rest:
+            msg = rest.strip()
+        super().__init__(msg)
+
+
+_NUMBER_TYPES = ((bool, "bool_type"), (int, "int_type"), (float, "float_type"))
+_NUMBER_ERRORS = {t for _, t in _NUMBER_TYPES}
+
+
+def _coerced(raw, value, loc: tuple = ()) -> list[dict]:
+    """pydantic errors for every place where a raw YAML/JSON value was coerced into a number or
+    boolean of another kind: a string (``"20"``, ``"yes"``) or a float into an integer (``20.0``)
+    or a number into a boolean (``1``)."""
+    if isinstance(raw, dict) and isinstance(value, dict):
+        return [e for k, v in raw.items() if k in value for e in _coerced(v, value[k], loc + (k,))]
+    if isinstance(raw, (list, tuple)) and isinstance(value, (list, tuple)) and len(raw) == len(value):
+        return [e for i, (r, v) in enumerate(zip(raw, value)) for e in _coerced(r, v, loc + (i,))]
+    for kind, err_type in _NUMBER_TYPES:
+        if isinstance(value, kind):
+            if isinstance(raw, str) or (isinstance(raw, float) and kind is not float) or (
+                    isinstance(raw, (int, float)) and not isinstance(raw, bool) and kind is bool):
+                return [{"type": err_type, "loc": loc, "input": raw}]
+            return []
+    return []
+
+
+def strict_validate(model, data):
+    """``model`` (a pydantic model class or a TypeAdapter) validated from ``data`` (plain
+    YAML/JSON) with no coercion into numbers: pydantic's ValidationError also for a quoted
+    number (``"20"``), a quoted boolean (``"yes"``), a float for an integer (``20.0``) or a
+    number for a boolean. Lists still fill tuples, strings paths."""
+    if isinstance(model, TypeAdapter):
+        obj = model.validate_python(data)
+        dumped, title = model.dump_python(obj, by_alias=True), "config"
+    else:
+        obj = model.model_validate(data)
+        dumped, title = obj.model_dump(by_alias=True), model.__name__
+    errors = _coerced(data, dumped)
+    if errors:
+        raise ValidationError.from_exception_data(title, errors)
+    return obj
+
+
+def _problem(e: dict) -> str:
+    """pydantic's message for one error, with a hint for a quoted number."""
+    msg = e["msg"]
+    if isinstance(e.get("input"), str) and e["type"] in _NUMBER_ERRORS:
+        msg += " (write it without quotes: numbers are never read from strings)"
+    return msg
 
 
 def unknown_keys(model: type[BaseModel], data) -> list[str]:
@@ -94,28 +154,38 @@ def _allowed(model: type[BaseModel], loc: tuple) -> list[str]:
     return sorted(cls.model_fields)
 
 
+def config_error(err: ValidationError, model: type[BaseModel] | None = None, *, source: str = "<config>",
+                 lines: dict[tuple, int] | None = None, prefix: tuple = (), tag: str | None = None) -> ConfigError:
+    """pydantic's errors as a ConfigError: each names ``source:line``, the dotted key (under
+    ``prefix``, for a part of the file validated on its own; ``tag``: the value of a tagged
+    union's tag, which leads pydantic's locations and is dropped) and, for an unknown key, what ``model`` allows."""
+    msgs = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        loc = prefix + (loc[1:] if tag is not None and loc[:1] == (tag,) else loc)
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        line = None
+        for n in range(len(loc), 0, -1):
+            if lines and loc[:n] in lines:
+                line = lines[loc[:n]]
+                break
+        where = f"{source}:{line}" if line else source
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed(model, loc) if model is not None and not prefix else []
+            msgs.append(f"{where}: unknown key '{key}'" + (f"; allowed here: {allowed}" if allowed else ""))
+        else:
+            got = "" if isinstance(e.get("input"), (dict, list)) else f" (got {e.get('input')!r})"
+            msgs.append(f"{where}: {key}: {_problem(e)}{got}")
+    return ConfigError(msgs[0] if len(msgs) == 1 else "invalid config:\n  " + "\n  ".join(msgs))
+
+
 def validate(model: type[M], data: dict, *, source: str = "<config>",
              lines: dict[tuple, int] | None = None) -> M:
     """Validate ``data``; every error names ``source:line``, the dotted key and what is allowed."""
     try:
-        return model.model_validate(data)
+        return strict_validate(model, data)
     except ValidationError as err:
-        msgs = []
-        for e in err.errors():
-            loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-            key = ".".join(str(p) for p in loc) or "(top level)"
-            line = None
-            for n in range(len(loc), 0, -1):
-                if lines and loc[:n] in lines:
-                    line = lines[loc[:n]]
-                    break
-            where = f"{source}:{line}" if line else source
-            if e["type"] == "extra_forbidden":
-                allowed = _allowed(model, loc)
-                msgs.append(f"{where}: unknown key '{key}'; allowed here: {allowed}")
-            else:
-                msgs.append(f"{where}: {key}: {e['msg']} (got {e.get('input')!r})")
-        raise ConfigError("invalid config:\n  " + "\n  ".join(msgs)) from None
+        raise config_error(err, model, source=source, lines=lines) from None
 
 
 def load_config(path: str | Path, model: type[M]) -> M:

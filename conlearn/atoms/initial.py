@@ -22,7 +22,7 @@ from ase.data import atomic_numbers
 from ase.neighborlist import neighbor_list
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
-from ..configfile import unknown_keys
+from ..configfile import strict_validate, unknown_keys
 from .frames import atoms_to_frame
 
 Triple = tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
@@ -154,7 +154,7 @@ _ADAPTER: TypeAdapter = TypeAdapter(StructureSpec)
 
 def parse_structure(spec: dict | BulkSpec | SurfaceSpec | FileSpec) -> BulkSpec | SurfaceSpec | FileSpec:
     """Validate one structure spec (unknown kind or key -> error naming the allowed ones)."""
-    return spec if isinstance(spec, BaseModel) else _ADAPTER.validate_python(spec)
+    return spec if isinstance(spec, BaseModel) else strict_validate(_ADAPTER, spec)  # no quoted numbers
 
 
 def resolve_structure_files(specs: list[tuple[tuple, Any]], base: Path, source: str, lines: dict) -> None:

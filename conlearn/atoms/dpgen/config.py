@@ -15,9 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
 
-from ...configfile import ConfigError, read_raw, validate
+from ...configfile import ConfigError, config_error, read_raw, strict_validate, validate
 from ..deeppot.config import LearningRateConfig, LossConfig, ModelConfig
 from ..initial import resolve_structure_files
 from ..otf.config import GPSpec, KernelSpec
@@ -186,7 +186,12 @@ class RunConfig(_Strict):
         model = {"type_map": self.type_map, **self.model}
         if model["type_map"] != self.type_map:
             raise ValueError(f"model.type_map {model['type_map']} differs from type_map {self.type_map}")
-        ModelConfig.model_validate(model)  # a typo in the network section is caught here
+        try:  # a typo (or a quoted number) in the network section is caught here
+            strict_validate(ModelConfig, model)
+        except ValidationError as err:  # errors located under model.*, for their line in the file
+            raise ValidationError.from_exception_data("model", [
+                {"type": e["type"], "loc": ("model", *e["loc"]), "input": e["input"], "ctx": e.get("ctx", {})}
+                for e in err.errors()]) from None
         return self
 
     def _gp_only(self):
@@ -235,8 +240,14 @@ def check_structures(cfg: RunConfig, source: str, lines: dict) -> None:
     """Every structure is built (files read, overlaps checked), its elements are in
     ``type_map``, and every exploration stage names existing structures: found at load,
     before a run directory is written or a reference call is spent."""
-    from ..initial import build_structures
+    from ..initial import build_structures, parse_structure
 
+    for i, spec in enumerate(cfg.structures):  # each spec's own errors, at their line
+        try:
+            parse_structure(spec)
+        except ValidationError as err:
+            raise config_error(err, source=source, lines=lines, prefix=("structures", i),
+                               tag=spec.get("kind")) from None
     try:
         structs = build_structures(cfg.structures)
     except (ValueError, FileNotFoundError, OSError) as err:
