@@ -11,8 +11,10 @@ second call only prints. ``--quick``: 64 waters (methanol: its 125), shorter run
 
 Per model: held-out FM residual |F - F_model|²/|F|², RDF RMSE over [0.2, r_max] nm, ADF
 L1 and peak (bead triplets within 0.32 nm), density (fixed by the NVT box), D_CG/D_AA,
-and the speed-up per simulated ps over all-atom (CG ps per wall s / AA ps per wall s; < 1:
+and the speed-up per simulated ps over all-atom per CPU second (and per wall second; < 1:
 slower), measured back to back in short runs (best of two) so that machine load hits both.
+With ``baseline.angular`` the run's baseline is pair + three-body ("FM pair + 3-body") and
+the pair-only MS-CG table is fitted on the same frames for the "FM pair" row.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def extra_models(cfg, run_dir: Path, quick: bool) -> dict:
         _, held = split_frames(cfg, ref)
         md = {"masses": ref["masses"], "temperature": cfg.system.temperature, "dt_fs": ev.dt_fs,
               "friction_per_ps": ev.friction_per_ps, "n_steps": ev.n_steps, "equil_steps": ev.equil_steps,
-              "save_every": ev.save_every}
+              "save_every": ev.save_every, "ml_every": ev.ml_every}
 
         def do_ibi():
             settings = IBISettings(n_steps=2000 if quick else 5000, equil_steps=500 if quick else 1000, save_every=20)
@@ -113,57 +115,87 @@ def extra_models(cfg, run_dir: Path, quick: bool) -> dict:
             return model_metrics(load_model(ml_only(cfg, frames, man.workdir("bench/ml") / "model")), held, refm, md,
                                  seed=12)
 
-        return {"ibi": record_once(man, "bench/ibi", do_ibi), "ml": record_once(man, "bench/ml", do_ml)}
+        def do_pair():  # the pair-only MS-CG table when the run's baseline has a three-body term
+            from conlearn.cg.pair import force_match_pair
+            from conlearn.cg.reference import split_frames as split
+
+            train, _ = split(cfg, ref)
+            table = force_match_pair(train["R"], train["F"], train["box"], cfg.baseline.rcut, cfg.baseline.n_basis)
+            table.save(man.workdir("bench/pair") / "pair.npz")
+            return model_metrics(table, held, refm, md, seed=13)
+
+        out = {"ibi": record_once(man, "bench/ibi", do_ibi), "ml": record_once(man, "bench/ml", do_ml)}
+        if cfg.baseline.angular is not None:
+            out["pair"] = record_once(man, "bench/pair", do_pair)
+        return out
 
 
 def cost_check(cfg, run_dir: Path, rounds: int = 2) -> dict:
-    """Simulated ps per wall second of all-atom MD and of each CG model, measured back to back
-    (``rounds`` times, interleaved, best kept) so that a shared machine's load hits all alike."""
+    """Simulated ps per wall second and per CPU second (``time.process_time``) of all-atom MD
+    and of each CG model, measured back to back (``rounds`` times, interleaved, best kept) so
+    that a shared machine's load hits all alike. Δ runs as in the evaluation (its ML part
+    every ``evaluation.ml_every`` steps)."""
     from conlearn.cg.allatom import AllAtomSpec, run_allatom
+    from conlearn.cg.baseline import load_baseline
     from conlearn.cg.md import cg_md
     from conlearn.cg.model import load_model
-    from conlearn.cg.potential import PairTable
     from conlearn.cg.reference import split_frames
     from conlearn.core.manifest import Manifest
 
     with Manifest(run_dir) as man:
         ref = man.load("init/reference")
         _, held = split_frames(cfg, ref)
-        pair = PairTable.load(man.load("init/pair")["path"])
+        base = load_baseline(man.load("init/pair")["path"])
         last = max(r.key for r in man.records("iter-") if "/train/" in r.key)
         delta = load_model(man.load(last).model_paths[0])
         ml_json = man.workdir("bench/ml") / "model" / "model.json"
-    models = {"FM pair": pair, "Delta": delta}
+        pair_npz = man.workdir("bench/pair") / "pair.npz"
+    models = {"FM pair": base, "Delta": delta}
+    if cfg.baseline.angular is not None:
+        models["FM pair + 3-body"] = base
+        models["FM pair"] = load_baseline(pair_npz)
     if ml_json.exists():
         models["ML-only"] = load_model(ml_json)
     s, ev = cfg.system, cfg.evaluation
     spec = AllAtomSpec(liquid=s.liquid, n_molecules=s.n_molecules, temperature=s.temperature, dt_fs=s.dt_fs,
                        cutoff_nm=s.cutoff_nm, platform=s.platform)
     best: dict = {}
+
+    def keep(name, steps, dt_fs, wall, cpu):
+        ps = steps * dt_fs * 1e-3
+        old = best.get(name, (0.0, 0.0))
+        best[name] = (max(old[0], ps / wall), max(old[1], ps / cpu))
+
     for _ in range(rounds):
         aa = run_allatom(spec, 1000, 1000, seed=1)
-        best["all-atom"] = max(best.get("all-atom", 0.0), aa["steps"] * s.dt_fs * 1e-3 / aa["wall_s"])
+        keep("all-atom", aa["steps"], s.dt_fs, aa["wall_s"], aa["cpu_s"])
         for name, pot in models.items():
-            n = 1000 if name == "FM pair" else 200
+            n = 1000 if "pair" in name else 200
+            split = {}
+            if name == "Delta" and ev.ml_every > 1:
+                n = max(n // ev.ml_every, 1) * ev.ml_every
+                pot, split = delta.pair, {"slow": delta.ml, "slow_every": ev.ml_every}
             out = cg_md(pot, held["R"][0], held["box"], ref["masses"], n, ev.dt_fs, s.temperature, ev.friction_per_ps,
-                        seed=1, save_every=n, save_forces=False)
-            best[name] = max(best.get(name, 0.0), out["steps"] * ev.dt_fs * 1e-3 / out["wall_s"])
+                        seed=1, save_every=n, save_forces=False, **split)
+            keep(name, out["steps"], ev.dt_fs, out["wall_s"], out["cpu_s"])
     best["IBI"] = best["FM pair"]  # a pair table like FM pair: the same cost
     return best
 
 
 def table(rows: dict, aa_ps_per_s: float) -> str:
     head = ("| model | FM residual | RDF RMSE | ADF L1 | ADF peak (deg) | density (g/cm3) | D_CG/D_AA | "
-            "CG ps/s | CG speed-up vs AA per ps | MD ok |")
+            "CG ps per CPU s (wall s) | CG speed-up vs AA per ps, CPU (wall) | MD ok |")
     out = [head, "|" + "---|" * 10]
     f = lambda v, s: "-" if v is None else s.format(v)  # noqa: E731
     for name, m in rows.items():
-        speedup = m["ps_per_s"] / aa_ps_per_s if m.get("ps_per_s") else None
+        cost = m.get("cost")
+        speed = None if cost is None else f"{cost[1]:.3f} ({cost[0]:.3f})"
+        speedup = None if cost is None else f"{cost[1] / aa_ps_per_s[1]:.2f} ({cost[0] / aa_ps_per_s[0]:.2f})"
         out.append(f"| {name} | {f(m.get('fm_residual'), '{:.3f}')} | {f(m.get('rdf_rmse'), '{:.3f}')} | "
                    f"{f(m.get('adf_l1'), '{:.3f}')} | {f(m.get('adf_peak'), '{:.0f}')} | "
                    f"{f(m.get('density'), '{:.3f}')} | "
-                   f"{f(m.get('diffusion_ratio'), '{:.2f}')} | {f(m.get('ps_per_s'), '{:.3f}')} | "
-                   f"{f(speedup, '{:.2f}')} | {m.get('ok', '-')} |")
+                   f"{f(m.get('diffusion_ratio'), '{:.2f}')} | {f(speed, '{}')} | "
+                   f"{f(speedup, '{}')} | {m.get('ok', '-')} |")
     return "\n".join(out)
 
 
@@ -180,19 +212,22 @@ def main(argv=None) -> int:
 
     cfg = load(args.liquid, args.quick)
     run_dir = args.out or ROOT / "runs" / f"cg_{args.liquid}{'_quick' if args.quick else ''}"
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     summary = run(cfg, run_dir, InProcessExecutor(), observers=[ConsoleProgress()])
     extra = extra_models(cfg, run_dir, args.quick)
-    rows = {"FM pair": summary["metrics"]["pair"], "IBI": extra["ibi"], "ML-only": extra["ml"],
-            "Delta": summary["metrics"][cfg.model.kind]}
+    rows = {"FM pair": summary["metrics"]["pair"]}
+    if "pair" in extra:
+        rows = {"FM pair": extra["pair"], "FM pair + 3-body": summary["metrics"]["pair"]}
+    rows.update({"IBI": extra["ibi"], "ML-only": extra["ml"], "Delta": summary["metrics"][cfg.model.kind]})
     ref = summary["reference"]
     cost = cost_check(cfg, run_dir)
-    rows = {k: {**v, "ps_per_s": cost.get(k)} for k, v in rows.items()}
-    ref = {**ref, "ps_per_s": cost["all-atom"]}
+    rows = {k: {**v, "cost": cost.get(k)} for k, v in rows.items()}
+    ref = {**ref, "cost": cost["all-atom"]}
     print(f"{args.liquid}: {cfg.system.n_molecules} molecules, reference D={ref['diffusion']:.2e} nm^2/ps, "
-          f"ADF peak {ref['adf_peak']:.0f} deg, all-atom {ref['ps_per_s']:.3f} ps/s; {summary['labels']} labels "
-          f"in {summary['iterations']} iterations; wall {time.perf_counter() - t0:.0f} s (this call)")
-    print(table(rows, ref["ps_per_s"]))
+          f"ADF peak {ref['adf_peak']:.0f} deg, all-atom {ref['cost'][1]:.3f} ps per CPU s ({ref['cost'][0]:.3f} per "
+          f"wall s); {summary['labels']} labels in {summary['iterations']} iterations; wall "
+          f"{time.perf_counter() - t0:.0f} s, CPU {time.process_time() - c0:.0f} s (this call)")
+    print(table(rows, ref["cost"]))
     if args.json:
         plain = {k: {kk: vv for kk, vv in v.items() if kk not in ("curves", "ibi_history")} for k, v in rows.items()}
         args.json.write_text(json.dumps({"liquid": args.liquid, "quick": args.quick, "reference": ref,

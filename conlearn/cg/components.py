@@ -45,10 +45,10 @@ class CGTrainer:
     pair_path: str | None = None
 
     def train(self, data: Sequence[Any], previous: TrainResult | None, ctx: TaskContext) -> TrainResult:
-        from .potential import PairTable
+        from .baseline import load_baseline
 
         data = list(data)
-        pair = PairTable.load(self.pair_path) if self.model_kind == "delta" else None
+        pair = load_baseline(self.pair_path) if self.model_kind == "delta" else None
         if previous is not None:
             old = load_model(previous.model_paths[0])
             net = old.ml if self.model_kind == "delta" else old

@@ -80,11 +80,26 @@ class InitialSettings(_Strict):
         return self
 
 
+class AngularSettings(_Strict):
+    """A three-body term ``g(r_ij) g(r_ik) P(cos theta)`` force-matched with the pair
+    (:mod:`conlearn.cg.threebody`); defaults: mW's range (gamma 0.2871 nm, cutoff 0.43065 nm)."""
+
+    gamma: float = Field(0.2871, gt=0, description="nm")
+    a: float = Field(0.43065, gt=0, description="nm, the three-body cutoff")
+    degree: int = Field(4, ge=0, le=8, description="of P in cos theta")
+
+
 class BaselineSettings(_Strict):
-    """The force-matched pair potential (MS-CG)."""
+    """The force-matched physics baseline (MS-CG): a pair table, and with ``angular`` a
+    three-body term fitted in the same least squares."""
 
     rcut: float = Field(0.9, gt=0, description="nm")
     n_basis: int = Field(60, ge=4)
+    angular: Optional[AngularSettings] = None
+
+    def angular_tuple(self):
+        a = self.angular
+        return None if a is None else (a.gamma, a.a, a.degree)
 
 
 class NetSettings(_Strict):
@@ -166,6 +181,13 @@ class EvaluationSettings(_Strict):
     dt_fs: float = Field(5.0, gt=0)
     friction_per_ps: float = Field(5.0, ge=0)
     r_max: float = Field(1.0, gt=0.2, description="nm, RDF range")
+    ml_every: int = Field(1, ge=1, description="steps between evaluations of a Δ model's ML part (r-RESPA)")
+
+    @model_validator(mode="after")
+    def _respa(self):
+        if self.save_every % self.ml_every:
+            raise ValueError(f"ml_every ({self.ml_every}) must divide save_every ({self.save_every})")
+        return self
 
 
 class CGConfig(_Strict):

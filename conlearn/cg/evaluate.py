@@ -53,7 +53,8 @@ def model_metrics(potential, heldout: dict, ref: dict, md: dict, seed: int) -> d
 
     heldout: ``{"R": [T, N, 3], "F": [T, N, 3], "box": [3]}`` mapped frames; ref: from
     :func:`reference_metrics`; md: ``cg_md`` settings (``masses``, ``temperature``,
-    ``dt_fs``, ``friction_per_ps``, ``n_steps``, ``equil_steps``, ``save_every``).
+    ``dt_fs``, ``friction_per_ps``, ``n_steps``, ``equil_steps``, ``save_every``; optional
+    ``ml_every``: a Δ model's ML part every that many steps, by r-RESPA).
     """
     from .md import cg_md
     from .train import fm_residual
@@ -62,9 +63,12 @@ def model_metrics(potential, heldout: dict, ref: dict, md: dict, seed: int) -> d
     frames = [{"R": r, "F": f, "box": box} for r, f in zip(heldout["R"], heldout["F"])]
     out = {"fm_residual": fm_residual(potential, frames)}
     n_eq, n_run = int(md["equil_steps"]), int(md["n_steps"])
+    k = int(md.get("ml_every", 1))
+    split = dict(slow=potential.ml, slow_every=k) if k > 1 and getattr(potential, "kind", "") == "delta" else {}
     try:
-        run = cg_md(potential, heldout["R"][0], box, md["masses"], n_eq + n_run, md["dt_fs"], md["temperature"],
-                    md["friction_per_ps"], seed, md["save_every"], save_forces=False)
+        run = cg_md(potential.pair if split else potential, heldout["R"][0], box, md["masses"], n_eq + n_run,
+                    md["dt_fs"], md["temperature"], md["friction_per_ps"], seed, md["save_every"], save_forces=False,
+                    **split)
         ok, reason, traj, wall, steps = bool(run["ok"]), run["reason"], run["positions"], run["wall_s"], run["steps"]
     except ValueError as err:  # a NeighborError (overlap, sel overflow) is one
         ok, reason, traj, wall, steps = False, str(err), np.zeros((0,)), 0.0, 0

@@ -33,8 +33,13 @@ def kinetic_energy(V: torch.Tensor, m: torch.Tensor) -> float:
 
 def cg_md(potential, R0, box, masses, n_steps: int, dt_fs: float, temperature: float,
           friction_per_ps: float, seed: int, save_every: int, *, V0=None, skin: float = 0.2,
-          min_distance: float = 0.1, save_forces: bool = True) -> dict:
+          min_distance: float = 0.1, save_forces: bool = True, slow=None, slow_every: int = 1) -> dict:
     """Run Langevin (BAOAB) NVT, or NVE with ``friction_per_ps = 0``.
+
+    With ``slow`` (a second bead potential, e.g. the ML part of a Δ model) the force is split
+    into a fast part (``potential``, every step) and a slow part evaluated every
+    ``slow_every`` steps and applied as an impulse of ``slow_every`` steps (r-RESPA,
+    Tuckerman, Berne & Martyna 1992): one slow evaluation per ``slow_every`` steps.
 
     Args:
         potential: a bead potential (``cutoff``, ``energy_forces(R, box[, pairs])``).
@@ -43,6 +48,8 @@ def cg_md(potential, R0, box, masses, n_steps: int, dt_fs: float, temperature: f
         V0: ``[N, 3]`` nm/ps initial velocities (default: Maxwell-Boltzmann from ``seed``).
         skin: Verlet skin, nm; the list is rebuilt when a bead moved more than skin / 2.
         min_distance: nm; two beads closer than this (checked at every save) mean a blow-up.
+        slow, slow_every: the slow force and its period in steps (``save_every`` must be a
+            multiple of it, so that saved forces and energies are current).
     Returns:
         dict: ``positions`` ``[T, N, 3]`` (unwrapped, T = frames at steps save_every,
         2 save_every, ...), ``forces`` ``[T, N, 3]`` (if ``save_forces``), ``potential_energy``,
@@ -64,35 +71,44 @@ def cg_md(potential, R0, box, masses, n_steps: int, dt_fs: float, temperature: f
     c1 = math.exp(-friction_per_ps * dt)
     sigma = torch.sqrt((1.0 - c1 * c1) * KB * temperature / m)
     gen = torch.Generator().manual_seed(int(seed))
-    nl = VerletList(potential.cutoff, skin)
-    with_pairs = _accepts_pairs(potential)
+    k_slow = int(slow_every) if slow is not None else 1
+    if k_slow < 1 or save_every % k_slow:
+        raise ValueError(f"cg_md: slow_every ({slow_every}) must be >= 1 and divide save_every ({save_every})")
+    nl = VerletList(max(potential.cutoff, slow.cutoff if slow is not None else 0.0), skin)
 
-    def force(x):
-        pairs = nl.update(x, box_t)
-        e, f = potential.energy_forces(x, box_t, pairs=pairs) if with_pairs else \
-            potential.energy_forces(x, box_t)
-        return float(e), f.detach(), pairs
+    def force(pot, x, pairs):
+        e, f = pot.energy_forces(x, box_t, pairs=pairs) if _accepts_pairs(pot) else pot.energy_forces(x, box_t)
+        return float(e), f.detach()
 
-    E, F, pairs = force(R)
+    pairs = nl.update(R, box_t)
+    E, F = force(potential, R, pairs)
+    Es, Fs = force(slow, R, pairs) if slow is not None else (0.0, None)
     out = {k: [] for k in ("positions", "forces", "potential_energy", "kinetic_energy")}
     ok, reason, step = True, "", 0
     for step in range(1, n_steps + 1):
+        if Fs is not None and (step - 1) % k_slow == 0:
+            V += 0.5 * k_slow * dt * Fs / m
         V += 0.5 * dt * F / m
         R += 0.5 * dt * V
         if friction_per_ps > 0:
             V = c1 * V + sigma * torch.randn(n, 3, generator=gen, dtype=torch.float64)
         R += 0.5 * dt * V
-        E, F, pairs = force(R)
+        pairs = nl.update(R, box_t)
+        E, F = force(potential, R, pairs)
         V += 0.5 * dt * F / m
+        if Fs is not None and step % k_slow == 0:
+            Es, Fs = force(slow, R, pairs)
+            V += 0.5 * k_slow * dt * Fs / m
         if step % save_every == 0:
-            reason = _blow_up(R, F, pairs, min_distance)
+            Ftot = F if Fs is None else F + Fs
+            reason = _blow_up(R, Ftot, pairs, min_distance)
             if reason:
                 ok = False
                 break
             out["positions"].append(R.numpy().copy())
             if save_forces:
-                out["forces"].append(F.numpy().copy())
-            out["potential_energy"].append(E)
+                out["forces"].append(Ftot.numpy().copy())
+            out["potential_energy"].append(E + Es)
             out["kinetic_energy"].append(kinetic_energy(V, m))
     res = {k: np.array(v) for k, v in out.items()}
     if not save_forces:

@@ -186,7 +186,8 @@ class DeltaModel:
 
 
 def save_model(model, directory: str | Path) -> Path:
-    """Write ``model`` (BeadNet, DeltaModel or PairTable) to ``directory/model.json`` + parts."""
+    """Write ``model`` (BeadNet, DeltaModel, PairTable or PairThreeBody) to ``directory/model.json``
+    + parts (``pair.npz`` holds the baseline, pair or pair + three-body)."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, "version": VERSION}
@@ -219,7 +220,9 @@ def load_model(path: str | Path):
     if meta.get("version", 0) > VERSION:
         raise ValueError(f"{p}: model version {meta['version']} is newer than this conlearn ({VERSION})")
     kind = meta.get("kind")
-    pair = _potential().PairTable.load(p.parent / meta["pair"]) if kind in ("pair", "delta") else None
+    from .baseline import load_baseline
+
+    pair = load_baseline(p.parent / meta["pair"]) if kind in ("pair", "delta") else None
     ml = BeadNet.load(p.parent / meta["ml"]) if kind in ("ml", "delta") else None
     if kind == "ml":
         return ml

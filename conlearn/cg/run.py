@@ -5,7 +5,8 @@ them and recomputes nothing recorded):
 
 1. ``init/reference``: the passive reference trajectory, mapped to beads (all-atom OpenMM,
    or the mW oracle); its first part is the initial training data, the rest is held out.
-2. ``init/pair``: the force-matched pair baseline (MS-CG) on the training frames.
+2. ``init/pair``: the force-matched baseline (MS-CG: pair, or pair + three-body with
+   ``baseline.angular``) on the training frames.
 3. the :class:`~conlearn.core.loop.BatchLoop`: train (committee) -> explore (CG MD) ->
    select (trust window) -> label (restrained mean forces) -> ...
 4. ``eval/reference``, ``eval/pair``, ``eval/<model kind>``: held-out residuals, structure,
@@ -46,7 +47,8 @@ def record_once(man: Manifest, key: str, compute, log=print, meta=lambda v: {}):
 def fit_pair(cfg: CGConfig, train: dict, path: Path) -> dict:
     from .pair import force_match_pair
 
-    table = force_match_pair(train["R"], train["F"], train["box"], cfg.baseline.rcut, cfg.baseline.n_basis)
+    table = force_match_pair(train["R"], train["F"], train["box"], cfg.baseline.rcut, cfg.baseline.n_basis,
+                             angular=cfg.baseline.angular_tuple())
     path.parent.mkdir(parents=True, exist_ok=True)
     table.save(path)
     return {"path": str(path), "fit_residual": float(table.fit_residual)}
@@ -89,15 +91,15 @@ def evaluate_models(cfg: CGConfig, man: Manifest, ref: dict, heldout: dict, pair
     member costs a quarter of four."""
     from .evaluate import model_metrics, reference_metrics
     from .model import load_model
-    from .potential import PairTable
+    from .baseline import load_baseline
 
     ev = cfg.evaluation
     refm = record_once(man, "eval/reference", lambda: reference_metrics(heldout["R"], heldout["box"], ref["dt_ps"],
                                                                         ref["masses"], ev.r_max), log)
     md = {"masses": ref["masses"], "temperature": cfg.system.temperature, "dt_fs": ev.dt_fs,
           "friction_per_ps": ev.friction_per_ps, "n_steps": ev.n_steps, "equil_steps": ev.equil_steps,
-          "save_every": ev.save_every}
-    models = {"pair": lambda: PairTable.load(pair["path"]), cfg.model.kind: lambda: load_model(model_paths[0])}
+          "save_every": ev.save_every, "ml_every": ev.ml_every}
+    models = {"pair": lambda: load_baseline(pair["path"]), cfg.model.kind: lambda: load_model(model_paths[0])}
     out = {}
     for name, make in models.items():
         key = f"eval/{name}"

@@ -62,3 +62,27 @@ def test_continuing_from_state_equals_one_run_in_nve():
                 V0=half["state"]["velocities"])
     assert np.allclose(two["state"]["positions"], one["state"]["positions"], atol=1e-10)
     assert np.allclose(two["state"]["velocities"], one["state"]["velocities"], atol=1e-8)
+
+
+def test_respa_split_force():
+    """A slow force every k steps (r-RESPA): k = 1 is the plain sum; k = 4 conserves energy
+    in NVE (second order in the outer step) and keeps the saved forces current."""
+    from conlearn.cg.potential import sum_potentials
+
+    R0, box, m = _lattice()
+    slow = lj_table(0.5, 0.28, 0.7, r_min=0.2)         # a second, softer part
+    whole = cg_md(sum_potentials(LJ, slow), R0, box, m, 100, 4.0, 200.0, 0.0, 0, 20)
+    split = cg_md(LJ, R0, box, m, 100, 4.0, 200.0, 0.0, 0, 20, slow=slow, slow_every=1)
+    assert np.allclose(split["positions"], whole["positions"], atol=1e-9)
+    assert np.allclose(split["potential_energy"], whole["potential_energy"], rtol=1e-9)
+    spread = {}
+    for k in (2, 4, 8):
+        res = cg_md(LJ, R0, box, m, 800, 2.0, 200.0, 0.0, 0, 40, slow=slow, slow_every=k)
+        E = res["potential_energy"] + res["kinetic_energy"]
+        spread[k] = np.ptp(E)
+        F = (LJ.energy_forces(res["positions"][-1], box)[1] + slow.energy_forces(res["positions"][-1], box)[1])
+        assert np.allclose(res["forces"][-1], F.numpy(), atol=1e-9)
+    assert spread[4] < 5e-4 * 1.5 * 64 * KB * 200.0              # measured 0.046 kJ/mol
+    assert 1.5 < spread[4] / spread[2] < 6 and 1.5 < spread[8] / spread[4] < 6   # ~ (k dt)^2
+    with pytest.raises(ValueError, match="divide save_every"):
+        cg_md(LJ, R0, box, m, 10, 2.0, 200.0, 0.0, 0, 10, slow=slow, slow_every=3)
