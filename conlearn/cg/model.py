@@ -110,7 +110,7 @@ class BeadNet:
     def graph(self, frames, pairs=None) -> Graph:
         """Graph of ``[(R, box), ...]``; with ``pairs`` (one frame) from that half pair list."""
         if pairs is not None:
-            return collate([pairs_graph(frames[0][0], pairs, self.spec.rcut, self.spec.sel)], 1)
+            return collate([pairs_graph(frames[0][0], pairs.within(self.spec.rcut), self.spec.rcut, self.spec.sel)], 1)
         return bead_graph(frames, self.spec.rcut, self.spec.sel)
 
     def forces_graph(self, g: Graph, create_graph: bool = False):

@@ -173,7 +173,7 @@ class ThreeBody:
         R = torch.as_tensor(R, dtype=DTYPE)
         if pairs is None:
             pairs = build_pairs(R, torch.as_tensor(box, dtype=DTYPE), self.a)
-        E, F = basis_forces(R, pairs, self.gamma, self.a, self.lam[None])
+        E, F = basis_forces(R, pairs.within(self.a), self.gamma, self.a, self.lam[None])
         return torch.tensor(E[0], dtype=DTYPE), torch.from_numpy(F[0])
 
     def save(self, path: str | Path) -> Path:

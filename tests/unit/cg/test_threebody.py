@@ -13,7 +13,7 @@ from scipy.interpolate import BSpline
 from conlearn.cg.baseline import PairThreeBody, load_baseline
 from conlearn.cg.calculator import BeadCalculator
 from conlearn.cg.md import cg_md
-from conlearn.cg.neighbors import build_pairs
+from conlearn.cg.neighbors import VerletList, build_pairs
 from conlearn.cg.pair import _knots, force_match_pair
 from conlearn.cg.potential import PairTable, lj_table, sum_potentials
 from conlearn.cg.threebody import ThreeBody, mw_threebody, torch_energy
@@ -57,6 +57,11 @@ def test_physics_kit_and_verlet_skin(liquid):
     R, box = liquid
     skin = build_pairs(R, box, A + 0.2)
     assert torch.allclose(tb.energy_forces(R, box, skin)[1], tb.energy_forces(R, box)[1], atol=1e-12)
+    nl = VerletList(0.9, skin=0.2)                 # a long list; the term takes its sub-list
+    stale = nl.update(R, box)
+    moved = R + np.random.default_rng(1).uniform(-0.057, 0.057, R.shape)   # < skin / 2 per bead
+    assert nl.update(moved, box) is stale and len(stale.within(A).i) < 0.2 * len(stale.i)
+    assert torch.allclose(tb.energy_forces(moved, box, stale)[1], tb.energy_forces(moved, box)[1], atol=1e-10)
 
 
 def test_rotation_invariance_and_smooth_cutoff():
