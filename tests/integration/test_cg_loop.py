@@ -61,3 +61,27 @@ def test_kill9_resume_status_report(tmp_path):
     # the same command again replays everything: no new manifest line
     assert main(["run", str(cfg), "--out", str(run), "--resources", str(res)]) == 0
     assert recorded_key_counts(run) == after
+
+
+def test_loop_with_a_three_body_baseline_and_respa_evaluation(tmp_path):
+    """``baseline.angular``: the baseline is pair + three-body (on mW it captures nearly all of
+    the force, which a pair cannot), Δ trains on top of it, its saved model reloads with that
+    baseline, and the evaluation runs Δ's network every ``ml_every`` steps."""
+    import yaml
+
+    from conlearn.cg import load_model
+    from conlearn.cg.baseline import PairThreeBody
+    from conlearn.cg.config import CGConfig
+    from conlearn.cg.run import run
+    from conlearn.exec import InProcessExecutor
+
+    data = yaml.safe_load(TINY)
+    data["baseline"]["angular"] = {"degree": 2}
+    data["loop"]["max_iterations"] = 1
+    data["evaluation"]["ml_every"] = 5
+    s = run(CGConfig.model_validate(data), tmp_path / "run", InProcessExecutor(), log=lambda *a: None)
+    assert s["pair_fit_residual"] < 0.02                     # pair alone: > 0.2 (test above)
+    assert s["metrics"]["pair"]["fm_residual"] < 0.05 and s["metrics"]["pair"]["ok"]
+    assert s["metrics"]["delta"]["ok"] and s["metrics"]["delta"]["steps_per_s"] > 0
+    model = load_model(s["models"][0])
+    assert isinstance(model.pair, PairThreeBody) and model.pair.threebody.lam.shape == (3,)

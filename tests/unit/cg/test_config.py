@@ -31,6 +31,9 @@ def test_defaults_and_a_valid_file(tmp_path):
     ("workflow: cg\ninitial:\n  n_steps: 100\n  save_every: 50\n", "cg.yaml:2", "fewer than 2"),
     ("workflow: cg\nsystem:\n  n_molecules: 64\n", "cg.yaml:2", "cutoff_nm 0.9 exceeds half the box (0.621"),
     ("workflow: cg\nsystem: {liquid: methanol, n_molecules: 64, cutoff_nm: 0.5}\n", "cg.yaml:2", "125 molecules"),
+    ("workflow: cg\nbaseline:\n  angular:\n    degree: 9\n", "cg.yaml:4", "baseline.angular.degree"),
+    ("workflow: cg\nbaseline:\n  angular: {gama: 0.3}\n", "cg.yaml:3", "unknown key 'baseline.angular.gama'"),
+    ("workflow: cg\nevaluation:\n  save_every: 10\n  ml_every: 4\n", "cg.yaml:2", "ml_every (4) must divide"),
 ])
 def test_errors_name_file_line_and_key(tmp_path, text, where, words):
     with pytest.raises(ConfigError) as err:
