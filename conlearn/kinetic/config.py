@@ -138,6 +138,9 @@ class Solver(_Strict):
     cfl: float = Field(0.45, gt=0, le=0.5)
     w_damping: float = Field(2.0, ge=1, description="Rusanov speed of the moments W relative to U's "
                                                       "(damps the closure's non-hyperbolic modes); cfl * w_damping <= 1")
+    flux: Literal["hllc", "rusanov"] = Field("hllc", description="U's flux in the final model's solve: HLLC on the "
+                                             "Euler part where the mean free path is below a cell, else Rusanov "
+                                             "(exploration's member solves use Rusanov)")
 
     @model_validator(mode="after")
     def _stable(self):

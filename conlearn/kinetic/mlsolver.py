@@ -174,28 +174,39 @@ def solve_member(member: Member, x, rho, u, T, kn, t_end, bc="periodic", *, wave
 class MomentClosure:
     """The learned ensemble as a model for :func:`conlearn.kinetic.simulate`.
 
-    ``solve`` runs every member (batched) and returns their mean rho, u, T (and each member's under
-    "members"); ``deviation`` of a result is the ensemble's disagreement (see :func:`deviation`).
+    ``solve`` advances ONE solution with the ensemble-mean closure (:class:`.fused.MeanClosure`,
+    scheme :mod:`.meansolve` with ``flux``); ``solve(..., members=True)`` also runs every member
+    (batched, this module's scheme) and adds their solutions under "members" and their
+    disagreement under "deviation" (see :func:`deviation`), as exploration does.
     """
 
-    def __init__(self, members: list[Member], wave_speed: float = 3.0, cfl: float = 0.45, w_damping: float = 2.0):
+    def __init__(self, members: list[Member], wave_speed: float = 3.0, cfl: float = 0.45, w_damping: float = 2.0,
+                 flux: str = "hllc", dtype: str = "float32"):
+        from .fused import MeanClosure
+        from .meansolve import FLUXES
+
         if not members:
             raise ValueError("a moment closure needs at least one member")
+        if flux not in FLUXES:
+            raise ValueError(f"flux: unknown flux {flux!r}; allowed: {', '.join(FLUXES)}")
         self.members = list(members)
         self.stacked = StackedClosure(self.members)
-        self.wave_speed, self.cfl, self.w_damping = float(wave_speed), float(cfl), float(w_damping)
+        self.mean = MeanClosure(self.members, np.dtype(dtype))
+        self.wave_speed, self.cfl, self.w_damping, self.flux = float(wave_speed), float(cfl), float(w_damping), flux
 
     @property
     def settings(self) -> dict:
-        return {"wave_speed": self.wave_speed, "cfl": self.cfl, "w_damping": self.w_damping}
+        return {"wave_speed": self.wave_speed, "cfl": self.cfl, "w_damping": self.w_damping, "flux": self.flux}
 
-    def solve(self, x, rho, u, T, kn, t_end, bc="periodic") -> dict:
-        t0 = time.perf_counter()
-        runs = solve_stack(self.stacked, x, rho, u, T, kn, t_end, bc, wave_speed=self.wave_speed, cfl=self.cfl,
-                           w_damping=self.w_damping)
-        out = {k: np.mean([r[k] for r in runs], axis=0) for k in ("rho", "u", "T")}
-        out.update(x=np.asarray(x, float), members=runs, deviation=deviation(runs), steps=runs[0]["steps"],
-                   fallbacks=runs[0]["fallbacks"], wall_s=time.perf_counter() - t0)
+    def solve(self, x, rho, u, T, kn, t_end, bc="periodic", members: bool = False) -> dict:
+        from .meansolve import solve
+
+        out = solve(self.mean, x, rho, u, T, kn, t_end, bc, wave_speed=self.wave_speed, cfl=self.cfl,
+                    w_damping=self.w_damping, flux=self.flux)
+        if members:
+            runs = solve_stack(self.stacked, x, rho, u, T, kn, t_end, bc, wave_speed=self.wave_speed, cfl=self.cfl,
+                               w_damping=self.w_damping)
+            out.update(members=runs, deviation=deviation(runs))
         return out
 
     def save(self, directory):
