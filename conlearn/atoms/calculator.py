@@ -1,4 +1,5 @@
-"""The ASE adapter: one Calculator over one DeepPot or a committee of them.
+"""The ASE adapter: one Calculator over one DeepPot or a committee of them, and
+:func:`load_calculator` for every conlearn model file (DeepPot, compressed, GP, mapped GP).
 
 Results: ``energy`` (eV), ``forces`` ``[n, 3]`` (eV/Å), ``stress`` (eV/Å³, Voigt, periodic
 cells only) — committee means — and for a committee DP-GEN's deviations:
@@ -16,7 +17,7 @@ import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from .deeppot.committee import StackedCommittee, stackable
-from .deeppot.model import DeepPot, load_model, types_for, check_committee
+from .deeppot.model import DeepPot, types_for, check_committee
 from .stress import virial_to_stress
 
 
@@ -97,11 +98,79 @@ class DeepPotCalculator(Calculator):
         self.results = self.predict([self.atoms])[0]
 
 
-def load_calculator(paths: str | Path | list, device: str | None = None) -> DeepPotCalculator:
-    """An ASE calculator from one saved model (``model.pt``) or several (a committee).
+def elements(model) -> list[str]:
+    """Chemical symbols a model knows, sorted: a DeepPot's type map; the species of a GP's
+    training environments; those of a mapped GP's tables."""
+    from ase.data import chemical_symbols
 
-    ``device`` defaults to CUDA when available, else CPU.
+    if hasattr(model, "type_map"):
+        return sorted(model.type_map)
+    if hasattr(model, "tables"):
+        z = {int(s) for t in model.tables.values() for key in t for s in key}
+    else:
+        z = {int(n) for e in model._sets.values() for n in np.unique(e.numbers)}
+    return sorted(chemical_symbols[n] for n in z)
+
+
+class CommitteeCalculator(Calculator):
+    """Committee of ASE calculators of any kinds (DeepPot, GP, mapped GP): the means of
+    ``energy`` (eV), ``forces`` ``[n, 3]`` (eV/Å) and, when every member gives it, ``stress``
+    (eV/Å³, Voigt); DP-GEN's force deviations (``max_devi_f``, ... eV/Å, see
+    :func:`committee_deviation`) and ``energy_std`` (eV)."""
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(self, calcs: list[Calculator], **kwargs):
+        super().__init__(**kwargs)
+        self.calcs = list(calcs)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        if "stress" in properties and not np.all(self.atoms.pbc):
+            raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
+        energy, forces, stress = [], [], []
+        for calc in self.calcs:
+            a = self.atoms.copy()
+            a.calc = calc
+            energy.append(a.get_potential_energy())
+            forces.append(a.get_forces())
+            if "stress" in properties:
+                stress.append(a.get_stress())
+        energy, forces = np.array(energy), np.stack(forces)
+        self.results = {"energy": float(energy.mean()), "free_energy": float(energy.mean()),
+                        "forces": forces.mean(0), "energy_std": float(energy.std()),
+                        **committee_deviation(forces, None, len(self.atoms))}
+        if stress:
+            self.results["stress"] = np.mean(stress, axis=0)
+
+
+def calculator_for(model, std: bool = False) -> Calculator:
+    """The ASE calculator over one loaded model of any kind (see ``modelfile.build``)."""
+    from .gp.calculator import GPCalculator, MappedGPCalculator
+    from .gp.mapping import MappedGP
+
+    if isinstance(model, DeepPot):
+        return DeepPotCalculator(model)
+    if isinstance(model, MappedGP):
+        return MappedGPCalculator(model)
+    return GPCalculator(model, std=std)
+
+
+def load_calculator(paths: str | Path | list, device: str | None = None, trust: bool = False,
+                    ) -> Calculator:
+    """An ASE calculator from one saved model or several (a committee), of any kind.
+
+    Each file's header names its kind (:mod:`.modelfile`): a DeepPot or compressed DeepPot
+    (``model.pt``) gives a :class:`DeepPotCalculator` on ``device`` (default CUDA when
+    available, else CPU); a full or sparse GP (``gp.npz``, e.g. ``RUN/model/gp.npz`` of
+    ``conlearn otf``) a ``GPCalculator`` with the force std; a mapped GP (``mapped.npz``) a
+    ``MappedGPCalculator`` (no fallback: frames must lie inside its tables). A committee of
+    DeepPots must share type_map, rcut and sel; one that mixes kinds a
+    :class:`CommitteeCalculator` whose members know the same elements. Files of earlier
+    versions that need pickle load only with ``trust=True`` (with a warning to convert them).
     """
+    from .modelfile import build, read
+
     if isinstance(paths, (str, Path)):
         paths = [paths]
     paths = list(paths)
@@ -109,6 +178,18 @@ def load_calculator(paths: str | Path | list, device: str | None = None) -> Deep
         raise ValueError("no model given")
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    models = [load_model(p, device) for p in paths]
-    check_committee(models, paths)
-    return DeepPotCalculator(models)
+    models = []
+    for p in paths:
+        m = build(*read(p, trust), p)
+        models.append(m.to(device).eval() if isinstance(m, DeepPot) else m)
+    if all(isinstance(m, DeepPot) for m in models):
+        check_committee(models, paths)
+        return DeepPotCalculator(models)
+    for m, p in zip(models[1:], paths[1:]):
+        a, b = elements(models[0]), elements(m)
+        if a != b:
+            raise ValueError(f"models {paths[0]} and {p} differ in their type maps (elements {a} vs "
+                             f"{b}); a committee needs one; use them one at a time")
+    if len(models) == 1:
+        return calculator_for(models[0], std=True)
+    return CommitteeCalculator([calculator_for(m) for m in models])

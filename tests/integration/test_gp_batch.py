@@ -106,7 +106,7 @@ def test_gp_batch_npt_explores_compressed_cells_with_the_reference_pressure(tmp_
     traj = read(sorted((tmp_path / "run" / "work").glob("iter-002/explore/*/traj.extxyz"))[0], ":")
     v = np.array([a.get_volume() for a in traj])
     assert v.min() < 0.9 * v[0]  # 5 GPa compresses EMT aluminium from a = 4.05 Å
-    used = load_gp(tmp_path / "run" / "work" / "iter-002" / "train" / "000" / "gp.pkl")  # drove that MD
+    used = load_gp(tmp_path / "run" / "work" / "iter-002" / "train" / "000" / "gp.npz")  # drove that MD
     dp = []
     for a in traj[::3]:
         a.calc = GPCalculator(used, std=False)

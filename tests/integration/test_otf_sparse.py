@@ -105,7 +105,7 @@ def test_sparse_otf_calls_the_reference_and_learns(runs):
     n_calls = summary["n_calls"]
     assert summary["steps"] == 60 and 2 <= n_calls <= 6  # measured 4 (2 of them audits)
     assert made[0] == n_calls == len((once / "manifest.jsonl").read_text().splitlines())
-    gp = load_gp(once / "model" / "gp.pkl")
+    gp = load_gp(once / "model" / "gp.npz")
     assert type(gp) is SparseGP and (gp.select, gp.n_inducing) == ("greedy", N_INDUCING)
     n_force_envs = len(gp._labels["force"])
     assert 0 < gp.n_latent <= N_INDUCING < n_force_envs  # the cap binds: 12 of 20
@@ -132,7 +132,7 @@ def test_sparse_otf_crash_and_rerun_replays_the_same_run(runs):
     assert [c["hyperparameters"] for c in a.calls] == [c["hyperparameters"] for c in b.calls]
     assert np.array_equal(a.positions, b.positions) and np.array_equal(a.momenta, b.momenta)
     _same(model_a, model_b)  # GP (inducing set, factors, RNG state), map, audits
-    _same(load(once / "model" / "gp.pkl"), load(twice / "model" / "gp.pkl"))
+    _same(load(once / "model" / "gp.npz"), load(twice / "model" / "gp.npz"))
     for name in ("labelled.extxyz", "log.jsonl"):
         assert (once / name).read_bytes() == (twice / name).read_bytes(), name
     assert len((twice / "manifest.jsonl").read_text().splitlines()) == len(a.calls)

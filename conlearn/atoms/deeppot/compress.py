@@ -229,12 +229,13 @@ def min_neighbor_distance(systems, rcut: float) -> float:
 
 
 def compress_file(model_path, out_path, *, step: float = 0.01, extrapolate: float = 5.0,
-                  min_dist: float | None = None, data=None) -> str:
+                  min_dist: float | None = None, data=None, trust: bool = False) -> str:
     """``conlearn compress``: read ``model_path``, tabulate, write ``out_path`` (atomically).
 
     ``min_dist`` (Å) defaults to the smallest neighbour distance in ``data`` (paths of
     training systems) when given, else :data:`DEFAULT_MIN_DIST`. Returns a one-line summary.
-    Bad settings are errors before anything is written.
+    Bad settings are errors before anything is written. ``trust``: also read a model file
+    of an earlier version that needs pickle (:mod:`conlearn.atoms.modelfile`).
     """
     from ..dataset import load_systems
     from .model import load_model
@@ -243,7 +244,7 @@ def compress_file(model_path, out_path, *, step: float = 0.01, extrapolate: floa
         raise ValueError(f"--step must be positive, got {step}")
     if extrapolate < 1:
         raise ValueError(f"--extrapolate must be >= 1, got {extrapolate}")
-    model = load_model(model_path)
+    model = load_model(model_path, trust=trust)
     if min_dist is None:
         min_dist = (min_neighbor_distance(load_systems(data), model.spec.rcut) if data
                     else DEFAULT_MIN_DIST)

@@ -2,10 +2,14 @@
 
 Saved models are versioned dicts (``serialize``/``deserialize``) holding the
 hyper-parameters, the type map and the weights: they load without the training config.
+``save`` writes them with ``torch.save`` as tensors and plain values only, with a ``format``
+header (``conlearn.deeppot``, or ``conlearn.deeppot.compressed`` for a compressed model), so
+``torch.load(weights_only=True)`` reads them and no code runs (:mod:`..modelfile`).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,6 +23,7 @@ from ..graph import Graph, collate, frame_graph
 from .descriptor import DescrptSeA
 
 FORMAT = "conlearn.deeppot"
+COMPRESSED_FORMAT = "conlearn.deeppot.compressed"  # a saved CompressedDeepPot (its tables too)
 VERSION = 1
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -43,6 +48,8 @@ class DeepPotSpec:
 
 class DeepPot(nn.Module):
     """DeepPot-SE: ``Graph -> energies [n_frames]`` (eV); forces/virial by autograd."""
+
+    FORMATS = (FORMAT, COMPRESSED_FORMAT)  # ``format`` values deserialize accepts (the weights)
 
     def __init__(self, spec: DeepPotSpec):
         super().__init__()
@@ -114,7 +121,7 @@ class DeepPot(nn.Module):
 
     @classmethod
     def deserialize(cls, data: dict) -> "DeepPot":
-        if data.get("format") != FORMAT:
+        if data.get("format") not in cls.FORMATS:
             raise ValueError(f"not a conlearn DeepPot model (format={data.get('format')!r})")
         if data.get("version", 0) > VERSION:
             raise ValueError(f"model file version {data['version']} is newer than this conlearn ({VERSION})")
@@ -123,36 +130,35 @@ class DeepPot(nn.Module):
         return model
 
     def save(self, path: str | Path, **metadata) -> None:
-        """Write atomically (temp file + rename) so a crash never leaves half a model."""
+        """Write atomically (temp file + rename) so a crash never leaves half a model.
+
+        The file holds tensors and plain values only (``torch.load(weights_only=True)``
+        reads it); ``metadata`` must be JSON-like (other values are stored as strings).
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save({**self.serialize(), "metadata": metadata}, tmp)
+        data = {**self.serialize(), "metadata": json.loads(json.dumps(metadata, default=str))}
+        if "compression" in data:
+            data["format"] = COMPRESSED_FORMAT
+        torch.save(data, tmp)
         tmp.replace(path)
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> DeepPot:
-    """Load a saved DeepPot (``model.pt``) onto ``device``; a missing, truncated or non-model
-    file is an error naming the file and what is wrong."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {path} does not exist")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # zip/pickle/EOF errors of a truncated or foreign file
-        raise ValueError(f"{path}: not a readable conlearn model file "
-                         f"({type(err).__name__}: {str(err)[:120]})") from None
-    if not isinstance(data, dict) or "spec" not in data:
-        raise ValueError(f"{path}: not a conlearn DeepPot model file (no model spec inside; "
-                         f"a checkpoint or another program's file?)")
-    cls = DeepPot
-    if "compression" in data:  # tabulated embedding nets (conlearn compress)
-        from .compress import CompressedDeepPot as cls
-    try:
-        model = cls.deserialize(data)
-    except (ValueError, KeyError, TypeError, RuntimeError) as err:
-        raise ValueError(f"{path}: {type(err).__name__}: {err}") from None
-    return model.to(device).eval()
+def load_model(path: str | Path, device: str | torch.device = "cpu", trust: bool = False) -> DeepPot:
+    """Load a saved DeepPot or compressed DeepPot (``model.pt``) onto ``device``.
+
+    Read without running code (:mod:`conlearn.atoms.modelfile`); a file of an earlier
+    version that needs pickle loads only with ``trust=True`` (with a warning to convert it).
+    A missing, truncated or non-model file is an error naming the file and what is wrong.
+    """
+    from ..modelfile import COMPRESSED, DEEPPOT, build, describe, read
+
+    fmt, data = read(path, trust)
+    if fmt not in (DEEPPOT, COMPRESSED):
+        raise ValueError(f"{path}: not a conlearn DeepPot model file ({describe(fmt)}; "
+                         "conlearn.load_calculator reads every kind)")
+    return build(fmt, data, path).to(device).eval()
 
 
 def check_committee(models: list["DeepPot"], paths: list) -> None:

@@ -1,7 +1,8 @@
 """Training a DeepPot: Adam on deepmd-kit's energy/force/virial loss, with checkpoints.
 
 ``OUT/checkpoint.pt`` is written atomically every ``save_freq`` steps (model, optimizer,
-step, random states); re-running into the same ``OUT`` resumes from it and reproduces the
+step, random states: tensors and plain values, ``format: conlearn.checkpoint``, read with
+``torch.load(weights_only=True)``); re-running into the same ``OUT`` resumes from it and reproduces the
 uninterrupted run. ``OUT/model.pt`` is the finished model, ``OUT/lcurve.out`` and
 ``OUT/lcurve.png`` the learning curve.
 """
@@ -84,16 +85,31 @@ def validate(model: DeepPot, fs: FrameSet, batches) -> dict:
     return res
 
 
-def read_checkpoint(path: Path) -> dict:
-    """A training checkpoint; a truncated or foreign file is an error naming it."""
+CHECKPOINT_FORMAT = "conlearn.checkpoint"
+
+
+def read_checkpoint(path: Path, trust: bool = False) -> dict:
+    """A training checkpoint, read without running code (tensors and plain values,
+    :mod:`..modelfile`); one of an earlier version needing pickle only with ``trust``.
+    A truncated or foreign file is an error naming it."""
+    from ..modelfile import CHECKPOINT, UnreadableFileError, read
+
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise ValueError(f"{path}: not a readable checkpoint ({type(err).__name__}: {str(err)[:120]}); "
-                         "move it away to start the training afresh") from None
-    if not isinstance(ck, dict) or not isinstance(ck.get("model"), dict) or "spec" not in ck["model"]:
+        fmt, ck = read(path, trust)
+    except UnreadableFileError as err:
+        raise ValueError(f"{path}: not a readable checkpoint ({err.reason}); move it away to start "
+                         "the training afresh") from None
+    if fmt != CHECKPOINT or not isinstance(ck.get("model"), dict) or "spec" not in ck["model"]:
         raise ValueError(f"{path}: not a conlearn training checkpoint; move it away to start afresh")
     return ck
+
+
+def write_checkpoint(ck: dict, path: Path) -> None:
+    """Write a checkpoint dict (tensors and plain values) atomically, with its format header."""
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    torch.save({**ck, "format": CHECKPOINT_FORMAT, "version": 1}, tmp)
+    tmp.replace(path)
 
 
 def warn_missing_labels(cfg: TrainConfig, systems: list[System], log) -> list[str]:
@@ -185,9 +201,7 @@ class Trainer:
             "rng_valid": self.valid_set.rng.bit_generator.state if self.valid_set else None,
             "rng_torch": torch.get_rng_state(),
         }
-        tmp = self.ckpt_path.with_suffix(".tmp")
-        torch.save(ck, tmp)
-        tmp.replace(self.ckpt_path)
+        write_checkpoint(ck, self.ckpt_path)
 
     def train_step(self, lr: float) -> dict:
         for group in self.opt.param_groups:

@@ -25,7 +25,7 @@ from ..frames import atoms_to_frame, frame_stress, frame_to_atoms
 from .calculator import GPCalculator, MappedGPCalculator
 from .environment import Environments
 from .gp import GaussianProcess
-from .io import load, load_gp, save, save_gp
+from .io import load, model_from_dict, save_gp, save_mapped
 from .kernels import NBodyKernel
 from .mapping import MappedGP, map_gp
 
@@ -59,12 +59,13 @@ class GPTrainer:
     optimize_at, optimize_every: hyperparameters are refitted in the trainings numbered
         ``optimize_at`` (1 = iteration 0) and every ``optimize_every``-th; otherwise the
         previous model's are kept.  maxiter, noise_min (eV/Å), length_bounds (Å): the fit.
-    mapping: also write the spline map of the mean (``mapped.pkl``) for fast MD;
+    mapping: also write the spline map of the mean (``mapped.npz``) for fast MD;
         spacing2/3 in units of the length scale, r_min Å (None: 0.75 x shortest edge).
 
     ``train`` rebuilds the GP from all ``data`` (the hyperparameters of ``previous`` as the
-    start), so the result depends only on its arguments. Model files: ``gp.pkl`` and, when
-    mapping, ``mapped.pkl`` (:mod:`conlearn.atoms.gp.io`).
+    start), so the result depends only on its arguments. Model files: ``gp.npz`` and, when
+    mapping, ``mapped.npz`` (:mod:`conlearn.atoms.gp.io`; a run of an earlier version resumes
+    from its ``gp.pkl``/``mapped.pkl``, read as plain data by ``gp.io.load``).
     """
 
     kernels: tuple[tuple[int, float, float], ...] = ((2, 0.5, 1.0), (3, 0.05, 1.0))
@@ -110,7 +111,7 @@ class GPTrainer:
         if previous is not None:  # its metrics hold them by name; else read its file
             names, m = gp.hyper_names, previous.metrics
             theta = ([m[n] for n in names] if all(n in m for n in names)
-                     else load_gp(previous.model_paths[0]).hyperparameters)
+                     else model_from_dict(load(previous.model_paths[0])).hyperparameters)
             gp.set_hyperparameters(theta, refactorize=False)
         return gp
 
@@ -149,12 +150,12 @@ class GPTrainer:
         t0 = time.perf_counter()
         gp = self.fit(list(data), previous, ctx.iteration)
         out = Path(ctx.workdir)
-        paths = [out / "gp.pkl"]
+        paths = [out / "gp.npz"]
         save_gp(gp, paths[0])
         if self.mapping:
             spacing = {2: self.spacing2, 3: self.spacing3}
-            paths.append(out / "mapped.pkl")
-            save(map_gp(gp, spacing, self.r_min).to_dict(), paths[1])
+            paths.append(out / "mapped.npz")
+            save_mapped(map_gp(gp, spacing, self.r_min), paths[1])
         metrics = {"n_frames": float(len(data)), "n_labels": float(gp.n_labels),
                    "refit": float(self.refit_due(ctx.iteration)), "fit_s": time.perf_counter() - t0,
                    **dict(zip(gp.hyper_names, map(float, gp.hyperparameters)))}
@@ -189,7 +190,7 @@ class GPExplorer:
     def explore(self, models: Sequence[TrainResult], condition: Condition, ctx: TaskContext) -> ExploredBatch:
         p = condition.params
         paths = models[0].model_paths
-        gp = load_gp(paths[0])
+        gp = model_from_dict(load(paths[0]))  # this run's own files: plain data, never code
         mapped = MappedGP.from_dict(load(paths[1])) if len(paths) > 1 else None
         atoms = frame_to_atoms(p["structure"])
         atoms.calc = MappedGPCalculator(mapped, gp) if mapped is not None else GPCalculator(gp, std=False)

@@ -6,19 +6,27 @@ and ``save_gp`` / ``load_gp`` take either; a dict without ``kind`` (written befo
 GP had a format) is a full GP.  Everything is kept, the factors included, so a restored
 model predicts bit for bit what the saved one did (a resumed on-the-fly run then follows
 the same trajectory); the sparse GP also keeps the state of its ``"random"`` rule's RNG.
-The dicts hold only numbers, strings, lists, dicts and numpy arrays; ``save`` and ``load``
-pickle them (written atomically).
+The dicts hold only numbers, strings, lists, dicts and numpy arrays.
+
+Files: ``save_gp`` / ``save_mapped`` write ``.npz`` archives of the arrays with a JSON header
+(:mod:`conlearn.atoms.npzfile`; ``format`` ``conlearn.gp``, ``conlearn.gp.sparse`` or
+``conlearn.gp.mapped``), read with ``allow_pickle=False``: reading never runs code
+(``gp.npz``, ``mapped.npz``). ``load_gp`` / ``load_mapped`` read those, and the pickles
+earlier versions wrote (``gp.pkl``, ``mapped.pkl``) only with ``trust=True``
+(:mod:`conlearn.atoms.modelfile`). ``save`` / ``load`` store any plain dict the same way
+(run state such as the on-the-fly checkpoint); ``load`` reads an older pickled one through
+the restricted unpickler of :mod:`conlearn.core.safepickle` (plain data only).
 """
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
 
-from ...core.manifest import atomic_write_bytes
+from ...core import safepickle
+from .. import modelfile, npzfile
 from .environment import Clusters, Environments
 from .gp import GaussianProcess
 from .kernels import NBodyKernel
@@ -125,25 +133,53 @@ def model_from_dict(d: dict) -> GaussianProcess | SparseGP:
     return KINDS[kind][2](d)
 
 
+TREE_FORMAT = "conlearn.tree"
+FORMAT_OF_KIND = {"gp": modelfile.GP, "sparse": modelfile.SPARSE}
+
+
 def save(obj: dict, path: str | Path) -> None:
-    """Pickle a plain dict atomically (readers see the old file or the whole new one)."""
-    atomic_write_bytes(path, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+    """Write a plain dict as ``.npz`` + JSON header, atomically (readers see the old file
+    or the whole new one)."""
+    npzfile.save_tree(obj, path, {"format": TREE_FORMAT, "version": VERSION})
 
 
 def load(path: str | Path) -> dict:
-    with open(path, "rb") as fh:
-        return pickle.load(fh)
+    """A ``save`` file (or any GP file); a pickle of an earlier version is read with the
+    restricted unpickler (plain data only, never code). Errors name the file."""
+    if npzfile.is_zip(path):
+        return npzfile.load_tree(path)[1]
+    return safepickle.load_file(path)
 
 
 def save_gp(gp: GaussianProcess | SparseGP, path: str | Path) -> None:
-    """Write a full or sparse GP (``model_to_dict``) atomically."""
-    save(model_to_dict(gp), path)
+    """Write a full or sparse GP (``model_to_dict``) atomically as ``.npz`` (e.g. ``gp.npz``)."""
+    d = model_to_dict(gp)
+    npzfile.save_tree(d, path, {"format": FORMAT_OF_KIND[d["kind"]], "version": VERSION})
 
 
-def load_gp(path: str | Path) -> GaussianProcess | SparseGP:
-    """Read a ``save_gp`` file of either kind (old files without ``kind``: a full GP)."""
-    return model_from_dict(load(path))
+def load_gp(path: str | Path, trust: bool = False) -> GaussianProcess | SparseGP:
+    """Read a ``save_gp`` file of either kind; a pickled ``gp.pkl`` of an earlier version
+    only with ``trust=True`` (old dicts without ``kind``: a full GP)."""
+    fmt, data = modelfile.read(path, trust)
+    if fmt not in (modelfile.GP, modelfile.SPARSE):
+        raise ValueError(f"{path}: not a GP file ({modelfile.describe(fmt)}; "
+                         "conlearn.load_calculator reads every kind)")
+    return modelfile.build(fmt, data, path)
+
+
+def save_mapped(mapped, path: str | Path) -> None:
+    """Write a :class:`~.mapping.MappedGP` atomically as ``.npz`` (e.g. ``mapped.npz``)."""
+    npzfile.save_tree(mapped.to_dict(), path, {"format": modelfile.MAPPED, "version": VERSION})
+
+
+def load_mapped(path: str | Path, trust: bool = False):
+    """Read a ``save_mapped`` file; a pickled ``mapped.pkl`` only with ``trust=True``."""
+    fmt, data = modelfile.read(path, trust)
+    if fmt != modelfile.MAPPED:
+        raise ValueError(f"{path}: not a mapped GP file ({modelfile.describe(fmt)})")
+    return modelfile.build(fmt, data, path)
 
 
 __all__ = ["gp_to_dict", "gp_from_dict", "sparse_to_dict", "sparse_from_dict",
-           "model_to_dict", "model_from_dict", "save_gp", "load_gp", "save", "load"]
+           "model_to_dict", "model_from_dict", "save_gp", "load_gp", "save_mapped", "load_mapped",
+           "save", "load"]

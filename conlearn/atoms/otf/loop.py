@@ -315,12 +315,12 @@ def run_otf(cfg: OTFConfig, run_dir: str | Path, max_steps: int | None = None) -
     summary = run.run(max_steps)
     if run.state.step < cfg.md.n_steps:
         return summary
-    from ..gp.io import save, save_gp
+    from ..gp.io import save_gp, save_mapped
 
     d = run.dir
-    save_gp(run.model.gp, d / "model" / "gp.pkl")
+    save_gp(run.model.gp, d / "model" / "gp.npz")
     if run.model.mapped is not None:
-        save(run.model.mapped.to_dict(), d / "model" / "mapped.pkl")
+        save_mapped(run.model.mapped, d / "model" / "mapped.npz")
     atomic_write_bytes(d / "summary.json", json.dumps(summary, indent=1).encode())
     if cfg.output.plots:
         from .plots import write_plots
