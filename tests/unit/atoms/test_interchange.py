@@ -257,7 +257,7 @@ def run_deepmd(py: str, *args: str, cwd: Path) -> None:
 EVAL = """import sys, numpy as np
 from deepmd.infer import DeepPot
 d = np.load(sys.argv[2]); e, f, v = DeepPot(sys.argv[1]).eval(d["coord"], d["box"], d["atype"])[:3]
-np.savez(sys.argv[3], energy=e.reshape(-1), force=f.reshape(d["coord"].shape), virial=v.reshape(-1, 3, 3))
+np.savez(sys.argv[3], energy=e.reshape(-1), force=f.reshape(len(d["coord"]), -1, 3), virial=v.reshape(-1, 3, 3))
 """
 
 
