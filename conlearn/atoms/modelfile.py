@@ -191,7 +191,8 @@ def build(fmt: str, data: Any, path: Path | str = "<dict>"):
 def describe(fmt: str | None) -> str:
     """What a file of ``read``'s format is, for error messages."""
     if fmt is None:
-        return f"not a conlearn model file (no known format header; known: {', '.join(FORMATS)})"
+        return (f"not a conlearn model file (no known format header; known: {', '.join(FORMATS)}; "
+                "a deepmd-kit model: convert it with `conlearn import`)")
     if fmt == CHECKPOINT:
         return "a training checkpoint (use the model.pt written next to it)"
     return f"a {fmt} file"

@@ -35,15 +35,16 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_model(cfg: TrainConfig, systems: list[System], init_model: str | Path | None = None,
-                frames: list | None = None) -> DeepPot:
+                frames: list | None = None, trust: bool = False) -> DeepPot:
     """A new model with statistics and energy bias from ``systems``, or ``init_model``'s weights.
 
     ``frames``, when given a list, receives the neighbour lists built for the statistics
-    (``FrameSet.graphs``) so that the caller need not build them again.
+    (``FrameSet.graphs``) so that the caller need not build them again. ``trust``: also read
+    an ``init_model`` of an earlier version that needs pickle (:mod:`..modelfile`).
     """
     type_map = list(cfg.model.type_map)
     if init_model is not None:
-        model = load_model(init_model)
+        model = load_model(init_model, trust=trust)
         if hasattr(model, "uncompressed"):  # a compressed file fine-tunes from its exact weights
             model = model.uncompressed()
         if model.type_map != type_map:
@@ -147,11 +148,15 @@ def check_resume_spec(cfg: TrainConfig, recorded: dict, path: Path) -> None:
 
 
 class Trainer:
-    """Runs one training described by a TrainConfig into ``out_dir``."""
+    """Runs one training described by a TrainConfig into ``out_dir``.
+
+    ``trust_init``: read an ``init_model`` of an earlier version that needs pickle (CLI
+    ``--trust-file``); the run's own checkpoint is always read without running code.
+    """
 
     def __init__(self, cfg: TrainConfig, out_dir: str | Path, *, init_model=None,
                  train_systems: list[System] | None = None, valid_systems: list[System] | None = None,
-                 log=None, plot: bool = True):
+                 log=None, plot: bool = True, trust_init: bool = False):
         self.cfg, self.out, self.plot = cfg, Path(out_dir), plot
         self.out.mkdir(parents=True, exist_ok=True)
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -174,7 +179,7 @@ class Trainer:
             self.log(f"resuming from {self.ckpt_path} at step {ck['step']}")
         else:
             ck = None
-            self.model = build_model(cfg, self.train_systems, init_model, frames=built)
+            self.model = build_model(cfg, self.train_systems, init_model, frames=built, trust=trust_init)
         self.model.to(self.device)
         spec = self.model.spec
         kw = dict(type_map=spec.type_map, rcut=spec.rcut, sel=spec.sel, dtype=self.model.dtype, device=self.device)

@@ -263,3 +263,28 @@ def test_mixed_committee_needs_one_type_map(tmp_path):
     assert np.allclose(s, np.mean([p[2] for p in parts], axis=0), atol=1e-12)
     dev = np.sqrt(((np.stack([p[1] for p in parts]) - f) ** 2).sum(-1).mean(0))
     assert calc.results["max_devi_f"] == pytest.approx(dev.max(), abs=1e-12)
+
+
+# ---- the GP of `conlearn otf` ------------------------------------------------------------------
+def test_load_calculator_reads_the_otf_model(tmp_path):
+    from conlearn.atoms.otf.config import load_otf_config
+    from conlearn.atoms.otf.loop import run_otf
+    from conlearn.atoms.otf.model import OTFModel
+    from conlearn.atoms.otf.state import load_checkpoint
+    from conlearn.testing.configs import otf_al8, write_yaml
+
+    data = otf_al8(md={"n_steps": 10}, uncertainty={"audit": {"every": None}},
+                   gp={"optimize": {"at_calls": [], "maxiter": 5}})
+    cfg = load_otf_config(write_yaml(tmp_path / "otf.yaml", data))
+    run = tmp_path / "run"
+    run_otf(cfg, run)
+    _, state = load_checkpoint(run / "checkpoint.pkl")  # the run's final in-memory model
+    model = OTFModel.from_dict(state, cfg.gp)
+    assert model.gp.n_labels >= 24 and model.mapped is not None
+    assert [read(run / "model" / f)[0] for f in ("gp.npz", "mapped.npz")] == ["conlearn.gp", "conlearn.gp.mapped"]
+    held = _al(11)
+    _same(GPCalculator(model.gp), conlearn.load_calculator(run / "model" / "gp.npz"), held)
+    _same(MappedGPCalculator(model.mapped), conlearn.load_calculator(run / "model" / "mapped.npz"), held)
+    e_gp, f_gp, _ = _predict(conlearn.load_calculator(run / "model" / "gp.npz"), held)
+    e_map, f_map, _ = _predict(model.calc, held)  # what the MD ran on: the mapped mean
+    assert abs(e_gp - e_map) < 1e-3 and np.abs(f_gp - f_map).max() < 1e-2
