@@ -109,6 +109,17 @@ def _torch_read(path: Path, trust: bool) -> dict:
     return data
 
 
+def _first_pickle(path: Path) -> Any:
+    """The first object pickled in ``path``, read as plain data only (None if it is not)."""
+    from ..core.safepickle import SafeUnpickler
+
+    try:
+        with open(path, "rb") as fh:
+            return SafeUnpickler(fh, str(path)).load()
+    except Exception:  # noqa: BLE001 - any failure: not torch's container
+        return None
+
+
 def _pickle_read(path: Path, trust: bool) -> Any:
     if not trust:
         raise UntrustedFileError(untrusted_message(path))
@@ -117,10 +128,6 @@ def _pickle_read(path: Path, trust: bool) -> Any:
             data = pickle.load(fh)
     except Exception as err:
         raise UnreadableFileError(path, _damaged(err)) from None
-    if data == TORCH_MAGIC:  # torch's legacy container
-        import torch
-
-        data = torch.load(path, map_location="cpu", weights_only=False)
     _legacy_warning(path, guess_format(data) or GP)
     return data
 
@@ -151,6 +158,9 @@ def read(path: str | Path, trust: bool = False) -> tuple[str, Any]:
             raise UnreadableFileError(path, str(err).split(": ", 1)[-1]) from None
         fmt = head.get("format")
     elif first == npzfile.ZIP_MAGIC:
+        data = _torch_read(path, trust)
+        fmt = guess_format(data)
+    elif first[:1] == b"\x80" and _first_pickle(path) == TORCH_MAGIC:  # torch's pre-zip container
         data = _torch_read(path, trust)
         fmt = guess_format(data)
     elif first[:1] == b"\x80":

@@ -140,6 +140,12 @@ def test_deeppot_and_compressed_round_trip_bit_for_bit(tmp_path):
 
     _same(DeepPotCalculator(model), conlearn.load_calculator(tmp_path / "m.pt", device="cpu"), water)
     _same(DeepPotCalculator(comp), conlearn.load_calculator(tmp_path / "c.pt", device="cpu"), water)
+    # torch's pre-zip container (a pickle stream) of plain values: read safely, no trust needed
+    torch.save({**model.serialize(), "metadata": {}}, tmp_path / "z.pt", _use_new_zipfile_serialization=False)
+    assert (tmp_path / "z.pt").read_bytes()[:1] == b"\x80"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _same(DeepPotCalculator(model), conlearn.load_calculator(tmp_path / "z.pt", device="cpu"), water)
 
 
 def test_gp_kinds_round_trip_through_load_calculator(tmp_path):
