@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -16,6 +17,19 @@ def _threads(n: int | None) -> None:
     import torch
 
     torch.set_num_threads(n or int(os.environ.get("OMP_NUM_THREADS", "1")))
+
+
+@contextmanager
+def _no_empty_dir_left(path: Path):
+    """A directory this block creates is removed again if the block fails while it is empty:
+    an input error leaves nothing behind."""
+    existed = path.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed and path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+        raise
 
 
 def cmd_train(args) -> int:
@@ -26,7 +40,9 @@ def cmd_train(args) -> int:
     if args.device:
         cfg.training.device = args.device
     out = Path(args.output)
-    model = Trainer(cfg, out, init_model=args.init_model).run()
+    with _no_empty_dir_left(out):  # bad data or model files are found after the mkdir
+        trainer = Trainer(cfg, out, init_model=args.init_model)
+    model = trainer.run()
     print(f"model written to {model}; learning curve {out / 'lcurve.png'}")
     return 0
 
@@ -35,8 +51,12 @@ def cmd_test(args) -> int:
     from .atoms.dataset import load_systems
     from .atoms.deeppot.evaluate import score_models
     from .atoms.deeppot.model import check_committee, default_device, load_model
+    from .errors import UserError
 
     device = args.device or default_device()
+    for m in args.model:
+        if Path(m).is_dir():
+            raise UserError(f"{m}: is a directory, not a model file (its model.pt?)")
     models = [load_model(m, device) for m in args.model]
     check_committee(models, args.model)  # one type map, rcut and sel, or the RMSEs are wrong
     systems = load_systems(args.data)

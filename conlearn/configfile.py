@@ -74,7 +74,7 @@ def strict_validate(model, data):
 
 def _problem(e: dict) -> str:
     """pydantic's message for one error, with a hint for a quoted number."""
-    msg = e["msg"]
+    msg = e["msg"].removeprefix("Value error, ")
     if isinstance(e.get("input"), str) and e["type"] in _NUMBER_ERRORS:
         msg += " (write it without quotes: numbers are never read from strings)"
     return msg
@@ -121,8 +121,12 @@ def read_raw(path: str | Path) -> tuple[dict, dict[tuple, int]]:
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML/JSON: {err}") from None
+    except yaml.YAMLError as err:  # one line: where, what, and what it was inside
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        what = " ".join(str(x) for x in (getattr(err, "problem", None) or err,
+                                         getattr(err, "context", None) or "") if x)
+        raise ConfigError(f"{where}: not valid YAML/JSON: {what}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     return _strip_comments(data), _lines(node)

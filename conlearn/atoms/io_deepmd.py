@@ -175,7 +175,8 @@ def _load(f: Path, cols: int, nf: int | None, n_atoms: int, labels: bool = False
     a = np.asarray(a, dtype=np.float64).reshape(nf, cols)
     bad = ~np.isfinite(a)
     if bad.any():
-        frame = int(np.argwhere(bad)[0, 0])
+        frame, col = (int(i) for i in np.argwhere(bad)[0])
         kind = "label" if labels else "value"
-        raise DataError(f"{f}: {int(bad.sum())} non-finite {kind}s (NaN/inf), first in frame {frame}")
+        atom = f", atom {col // 3} ({'xyz'[col % 3]})" if cols == 3 * n_atoms else ""
+        raise DataError(f"{f}: {int(bad.sum())} non-finite {kind}s (NaN/inf), first in frame {frame}{atom}")
     return a

@@ -223,6 +223,7 @@ def read_run_config(path: str | Path) -> RunConfig:
         resolve_structure_files([(("structures", i), s) for i, s in enumerate(data["structures"])],
                                 base, str(path), lines)
     cfg = validate(RunConfig, data, source=str(path), lines=lines)
+    check_reference(cfg, str(path), lines)
     resolved = []
     for i, item in enumerate(cfg.initial.data):
         p = Path(item).expanduser()
@@ -234,6 +235,16 @@ def read_run_config(path: str | Path) -> RunConfig:
     cfg = cfg.model_copy(update={"initial": cfg.initial.model_copy(update={"data": resolved})})
     check_structures(cfg, str(path), lines)
     return cfg
+
+
+def check_reference(cfg: RunConfig, source: str, lines: dict) -> None:
+    """The reference kind and its options are valid (and importable, for ``kind: ase``)."""
+    from ..reference import ReferenceSpec
+
+    try:
+        strict_validate(ReferenceSpec, cfg.reference)
+    except ValidationError as err:
+        raise config_error(err, source=source, lines=lines, prefix=("reference",)) from None
 
 
 def check_structures(cfg: RunConfig, source: str, lines: dict) -> None:
