@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import base64
 import json
-import pickle
 import re
 from pathlib import Path
 
 import numpy as np
 
-from ..core.manifest import read_records
+from ..core.manifest import read_records, record_value
 
 KEY = re.compile(r"iter-(\d+)/(train|explore|select|label)(?:/(\d+))?")
 COLUMNS = [("fm_residual", "FM residual", "{:.3f}"), ("rdf_rmse", "RDF RMSE", "{:.3f}"),
@@ -34,8 +33,7 @@ def load_run(run: Path) -> dict:
     out = {"init": {}, "eval": {}, "iterations": {}}
     for key, rec in read_records(run / "manifest.jsonl"):
         def value(rec=rec):
-            return pickle.loads(rec.data) if rec.data is not None else (
-                pickle.loads((run / rec.output).read_bytes()) if rec.output else None)
+            return record_value(run, rec)
         if key.startswith("init/"):
             out["init"][key[5:]] = rec.meta if key == "init/reference" else value()
         elif key.startswith("eval/"):

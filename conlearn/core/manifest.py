@@ -14,6 +14,10 @@ appended, so a recorded task always has its output; inlining small outputs makes
 case one write and one fsync per task. A kill at any moment loses at most the tasks that
 were running. A torn last line (kill in the middle of a write) is ignored and cut off on open.
 Nothing is ever inferred from which folders exist.
+
+Outputs are read back with :mod:`conlearn.core.safepickle` (:func:`record_value`): plain data
+and conlearn's dataclasses only, so resuming or reporting a run never runs code named in
+its files; a refused or damaged output is an error naming the file (or manifest line).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
+
+from . import safepickle
 
 _KEY = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 VERSION = 1
@@ -136,13 +142,7 @@ class Manifest:
 
     def load(self, key: str) -> Any:
         """The recorded output of ``key`` (KeyError when the task is not recorded)."""
-        rec = self._records[key]
-        if rec.data is not None:
-            return pickle.loads(rec.data)
-        if rec.output is None:
-            return None
-        with open(self.run_dir / rec.output, "rb") as fh:
-            return pickle.load(fh)
+        return record_value(self.run_dir, self._records[key])
 
     def workdir(self, key: str) -> Path:
         return self.run_dir / "work" / check_key(key)
@@ -170,6 +170,25 @@ class Manifest:
         os.fsync(self._fd)
         self._records[key] = rec
         return rec
+
+
+def record_value(run_dir: str | Path, rec: Record) -> Any:
+    """The recorded output of ``rec`` (inline or in its output file), unpickled without
+    running code (:func:`conlearn.core.safepickle.loads`); None when it has none.
+
+    A global outside the allowlist raises :class:`~conlearn.core.safepickle.UntrustedFileError`
+    and a damaged output a ValueError, both naming the file (``manifest.jsonl``, record key,
+    for an inline output).
+    """
+    run_dir = Path(run_dir)
+    if rec.data is not None:
+        return safepickle.loads(rec.data, f"{run_dir / 'manifest.jsonl'} (record {rec.key!r})")
+    if rec.output is None:
+        return None
+    path = run_dir / rec.output
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: output of the recorded task {rec.key!r} is missing")
+    return safepickle.load_file(path)
 
 
 def _jsonable(obj: Any) -> Any:

@@ -86,7 +86,11 @@ class SafeUnpickler(pickle.Unpickler):
         self.source = source
 
     def find_class(self, module: str, name: str) -> Any:
-        obj = allowed(module, name)
+        try:
+            obj = allowed(module, name)
+        except (ImportError, AttributeError):
+            raise ValueError(f"{self.source}: names {module}.{name}, which this installation does not "
+                             "have (written by another conlearn or numpy version?)") from None
         if obj is None:
             raise UntrustedFileError(
                 f"{self.source}: refused to unpickle the global {module}.{name} (not plain data: "
@@ -102,10 +106,10 @@ def loads(data: bytes, source: str = "<bytes>") -> Any:
     """
     try:
         return SafeUnpickler(io.BytesIO(data), source).load()
-    except UntrustedFileError:
-        raise
     except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError,
             TypeError, ValueError, KeyError) as err:
+        if isinstance(err, ValueError) and str(err).startswith(source):
+            raise  # refused or unknown global: already says so
         raise ValueError(f"{source}: damaged or truncated pickle ({type(err).__name__}: "
                          f"{str(err)[:160]})") from None
 

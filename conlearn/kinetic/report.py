@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import base64
 import json
-import pickle
 import re
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from ..core.manifest import read_records
+from ..core.manifest import read_records, record_value
 
 KEY = re.compile(r"iter-(\d+)/(train|explore|select|label)(?:/(\d+))?")
 
 
 def _value(run: Path, rec):
-    if rec.data is not None:
-        return pickle.loads(rec.data)
-    return pickle.loads((run / rec.output).read_bytes()) if rec.output else None
+    return record_value(run, rec)
 
 
 def load_run(run: Path) -> dict:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import io
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
 
-from ..core.manifest import atomic_write_bytes, read_records
+from ..core.manifest import atomic_write_bytes, read_records, record_value
 from .label import MD_FILE
 from .model import FINAL, Ensemble, FreeEnergy
 
@@ -67,10 +66,7 @@ class RunRecords:
         self.records = dict(read_records(self.run_dir / "manifest.jsonl"))
 
     def load(self, key: str):
-        rec = self.records[key]
-        if rec.data is not None:
-            return pickle.loads(rec.data)
-        return pickle.loads((self.run_dir / rec.output).read_bytes()) if rec.output else None
+        return record_value(self.run_dir, self.records[key])
 
     def keys(self, stage: str) -> list[str]:
         """Keys of one stage ("train", "explore", "select", "label", "final") in key order."""

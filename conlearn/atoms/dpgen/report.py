@@ -10,12 +10,11 @@ trust window shaded), and the held-out errors and parity plot when present (figu
 from __future__ import annotations
 
 import json
-import pickle
 import re
 from collections import defaultdict
 from pathlib import Path
 
-from ...core.manifest import read_records
+from ...core.manifest import read_records, record_value
 from .figures import report_figures
 
 KEY = re.compile(r"iter-(\d+)/(train|final|explore|select|label)(?:/(\d+))?")
@@ -32,8 +31,7 @@ def load_run(run: Path) -> dict:
     iters: dict[int, dict] = defaultdict(lambda: defaultdict(list))
     init, seeded = [], []
     for key, rec in read_records(run / "manifest.jsonl"):
-        value = pickle.loads(rec.data) if rec.data is not None else (
-            pickle.loads((run / rec.output).read_bytes()) if rec.output else None)
+        value = record_value(run, rec)
         value = getattr(value, "value", value)  # TaskOutput -> its value
         if key.startswith("init/label/"):
             init.append(value)
