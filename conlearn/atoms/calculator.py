@@ -156,8 +156,8 @@ def calculator_for(model, std: bool = False) -> Calculator:
     return GPCalculator(model, std=std)
 
 
-def load_calculator(paths: str | Path | list, device: str | None = None, trust: bool = False,
-                    ) -> Calculator:
+def load_calculator(paths: str | Path | list, device: str | None = None,
+                    trust: bool = False) -> Calculator:
     """An ASE calculator from one saved model or several (a committee), of any kind.
 
     Each file's header names its kind (:mod:`.modelfile`): a DeepPot or compressed DeepPot
