@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -150,8 +151,8 @@ class FastEvaluator:
         search: "torch" (:func:`device_pairs`) or "vesin" (host cell list; CPU default).
     """
 
-    def __init__(self, models, types, cell=None, pbc=(True, True, True), *, skin: float = 1.0,
-                 headroom: int = 4, chunk: int | None = None, cuda_graph: bool | None = None,
+    def __init__(self, models, types, cell=None, pbc=(True, True, True), *, skin: float = 0.5,
+                 headroom: int = 2, chunk: int | None = None, cuda_graph: bool | None = None,
                  search: str | None = None):
         self.models = list(models) if isinstance(models, (list, tuple)) else [models]
         m0 = self.models[0]
@@ -210,8 +211,8 @@ class FastEvaluator:
 
     # -- one step ------------------------------------------------------------------------
     def _pair_vectors(self, x: torch.Tensor, a: int, b: int) -> torch.Tensor:
-        """``[..., b - a, K, 3]`` pair vectors of centres ``a:b`` from positions ``x [..., n, 3]``;
-        empty slots hold a vector past the cutoff (no gradient)."""
+        """``[b - a, K, 3]`` pair vectors of centres ``a:b`` from positions ``x [n, 3]``;
+        empty slots hold a vector past the cutoff."""
         s = self.slots
         nbr, real = s.nbr[a:b], s.real[a:b]
         centre = self.order[a:b]
@@ -234,30 +235,34 @@ class FastEvaluator:
 
     def _step(self, pos: torch.Tensor, virial: bool, checked: bool = False):
         """Energies ``[M]``, forces ``[M, n, 3]``, virial ``[M, 3, 3]`` (or None) and flags
-        ``[3]`` (moved past skin/2, count above sel, pairs outside a table)."""
+        ``[3]`` (moved past skin/2, count above sel, pairs outside a table).
+
+        As the normal path: ``g = dE/dr_ij`` by autograd, ``F_i += Σ g``, ``F_j -= g``,
+        ``W = -Σ r ⊗ g`` (index sums on the device, no gather-backward)."""
         n_m = len(self.models)
-        x = pos.detach().unsqueeze(0).expand(n_m, -1, -1).clone().requires_grad_(True)
-        eps = torch.zeros(n_m, 3, 3, dtype=pos.dtype, device=pos.device, requires_grad=virial)
         for m in self.models:
             if hasattr(m, "range_check"):
                 m.range_check, m.outside = checked, []
-        energy, forces, w = 0, torch.zeros_like(x), torch.zeros_like(eps)
+        energy = 0
+        forces = pos.new_zeros(n_m, self.n, 3)
+        w = pos.new_zeros(n_m, 3, 3)
         over = torch.zeros((), dtype=torch.long, device=pos.device)
         chunk = self.chunk or self.n
         for a in range(0, self.n, chunk):
             b = min(self.n, a + chunk)
-            vec = self._pair_vectors(x, a, b)  # [M, C, K, 3]
-            if virial:
-                vec = vec + vec @ eps.view(n_m, 1, 3, 3)
             with torch.no_grad():
-                near = (vec[0].detach() ** 2).sum(-1) < self.spec.rcut ** 2
+                vec = self._pair_vectors(pos.detach(), a, b)  # [C, K, 3]
+                near = (vec * vec).sum(-1) < self.spec.rcut ** 2
                 for t, (s0, e0) in enumerate(self.slots.slot_slices):
                     over = over + (near[:, s0:e0].sum(-1) > self.spec.sel[t]).sum()
-            e = self._energies(vec, self._graph_of(vec, a, b))
-            grads = torch.autograd.grad(e.sum(), [x, eps] if virial else [x])
-            forces = forces - grads[0]
+            vec = vec.unsqueeze(0).expand(n_m, -1, -1, -1).clone().requires_grad_(True)
+            with torch.enable_grad():
+                e = self._energies(vec, self._graph_of(vec, a, b))
+                (g,) = torch.autograd.grad(e.sum(), vec)
+            forces.index_add_(1, self.order[a:b], g.sum(2))
+            forces.index_add_(1, self.slots.nbr[a:b].reshape(-1), -g.reshape(n_m, -1, 3))
             if virial:
-                w = w - grads[1]
+                w = w - torch.einsum("mcka,mckb->mab", vec.detach(), g)
             energy = energy + e.detach()
         moved = ((pos - self.slots.pos0) ** 2).sum(-1).max() > (self.skin / 2) ** 2
         outside = sum((o for m in self.models for o in getattr(m, "outside", [])),
@@ -286,7 +291,14 @@ class FastEvaluator:
         if not self.use_graph:
             return self._step(pos, virial)
         if self._graph is None or self._graph_virial != virial:
-            self._capture(virial)
+            try:
+                self._capture(virial)
+            except RuntimeError as err:  # an op that cannot be captured: run eagerly, say so
+                warnings.warn(f"FastEvaluator: CUDA graph capture failed ({str(err)[:200]}); "
+                              "evaluating without a graph", RuntimeWarning, stacklevel=3)
+                self.use_graph, self._graph = False, None
+                torch.cuda.synchronize()
+                return self._step(pos, virial)
         self._static["pos"].copy_(pos)
         self._graph.replay()
         return self._static["out"]
