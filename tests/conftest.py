@@ -13,8 +13,16 @@ except ImportError:  # pragma: no cover
 
 
 @pytest.fixture
+def water_small() -> Path:
+    """The small copy of the water data inside the repository (examples/water_small:
+    data_0 with 20 frames, data_3 with 6; see its README)."""
+    return Path(__file__).resolve().parents[1] / "examples" / "water_small"
+
+
+@pytest.fixture
 def water_dir() -> Path:
-    """The deepmd-kit water example data (/work/shared/data/water), skipped when absent."""
+    """The whole deepmd-kit water example data (../shared/data/water beside the checkout),
+    skipped when absent; tests that need only a few frames use ``water_small``."""
     d = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "water"
     if not d.is_dir():
         pytest.skip(f"water data not found at {d}")

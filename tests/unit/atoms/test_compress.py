@@ -85,11 +85,11 @@ def water_model(system, precision: str = "float64") -> DeepPot:
     return model.eval()
 
 
-def test_compressed_equals_exact_on_water_data(water_dir):
+def test_compressed_equals_exact_on_water_data(water_small):
     from conlearn.atoms.dataset import load_systems
     from conlearn.atoms.deeppot.evaluate import predict_system
 
-    system = load_systems(water_dir / "data_3")[0]
+    system = load_systems(water_small / "data_3")[0]
     system = type(system)(**{**system.__dict__, "coords": system.coords[:3], "cells": system.cells[:3],
                              "energies": None, "forces": None, "virials": None})
     for precision, tol_f, tol_e in (("float64", 1e-9, 1e-11), ("float32", 2e-4, 2e-6)):
@@ -187,12 +187,12 @@ def test_training_mode_refused():
         DeepPotCalculator(comp).predict([water_box(n_molecules=8, seed=0)])
 
 
-def test_cli_compress(tmp_path, water_dir, capsys):
+def test_cli_compress(tmp_path, water_small, capsys):
     from conlearn.cli import main
 
     small_model().save(tmp_path / "m.pt")
     assert main(["compress", str(tmp_path / "m.pt"), "-o", str(tmp_path / "c.pt"), "--step", "0.02",
-                 "-d", str(water_dir / "data_3")]) == 0
+                 "-d", str(water_small / "data_3")]) == 0
     out = capsys.readouterr().out
     assert "min_dist 0.8" in out or "min_dist 0.9" in out, out  # O-H bonds of the water data
     comp = load_model(tmp_path / "c.pt")

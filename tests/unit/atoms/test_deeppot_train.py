@@ -46,11 +46,11 @@ def small_config(train_dirs, valid_dirs, steps=40, **training) -> dict:
 
 
 @pytest.fixture
-def small_water(tmp_path, water_dir):
+def small_water(tmp_path, water_small):
     """16 training and 4 validation frames of the water data, as deepmd systems."""
-    s = read_deepmd(water_dir / "data_0")
+    s = read_deepmd(water_small / "data_0")
     write_deepmd(s.subset(slice(0, 16)), tmp_path / "train")
-    write_deepmd(read_deepmd(water_dir / "data_3").subset(slice(0, 4)), tmp_path / "valid")
+    write_deepmd(read_deepmd(water_small / "data_3").subset(slice(0, 4)), tmp_path / "valid")
     return tmp_path / "train", tmp_path / "valid"
 
 
@@ -154,7 +154,7 @@ def test_cli_test_json_and_fine_tune(tmp_path, small_water):
     assert all(torch.equal(v, tr.model.state_dict()[k]) for k, v in start.items())
 
 
-def test_cli_reports_missing_data_and_unknown_element(tmp_path, small_water, water_dir):
+def test_cli_reports_missing_data_and_unknown_element(tmp_path, small_water, water_small):
     train, valid = small_water
     cfg = small_config([tmp_path / "nope"], [valid], steps=2)
     p = run_cli("train", str(write_cfg(tmp_path / "c.yaml", cfg)), "-o", str(tmp_path / "x"),

@@ -70,8 +70,8 @@ def test_deepmd_round_trip_multi_set(tmp_path):
     _assert_same(s, read_deepmd(tmp_path / "sys"))
 
 
-def test_deepmd_round_trip_water(water_dir, tmp_path):
-    s = read_deepmd(water_dir / "data_0")
+def test_deepmd_round_trip_water(water_small, tmp_path):
+    s = read_deepmd(water_small / "data_0")
     write_deepmd(s, tmp_path / "w")
     _assert_same(s, read_deepmd(tmp_path / "w"))
     with pytest.raises(DataError, match="not empty"):
@@ -117,8 +117,8 @@ def test_error_missing_coord(tmp_path):
         read_deepmd(tmp_path / "s")
 
 
-def test_error_bad_force_shape_names_file_and_shapes(water_dir, tmp_path):
-    s = read_deepmd(water_dir / "data_0").subset(slice(0, 3))
+def test_error_bad_force_shape_names_file_and_shapes(water_small, tmp_path):
+    s = read_deepmd(water_small / "data_0").subset(slice(0, 3))
     write_deepmd(s, tmp_path / "s")
     f = tmp_path / "s/set.000/force.npy"
     np.save(f, np.load(f)[:, :575])

@@ -33,12 +33,12 @@ def two_maps(tmp_path):
     return a, b
 
 
-def test_committee_of_different_type_maps_is_refused(two_maps, tmp_path, water_dir, capsys):
+def test_committee_of_different_type_maps_is_refused(two_maps, tmp_path, water_small, capsys):
     a, b = two_maps
     with pytest.raises(ValueError, match=r"oh.pt and .*ho.pt differ in type_map"):
         conlearn.load_calculator([a, b], device="cpu")
     data = tmp_path / "d"
-    write_deepmd(read_deepmd(water_dir / "data_3").subset(slice(0, 1)), data)
+    write_deepmd(read_deepmd(water_small / "data_3").subset(slice(0, 1)), data)
     rc = cli.main(["test", "-m", str(a), "-m", str(b), "-d", str(data), "--json", "--device", "cpu"])
     out = capsys.readouterr()
     assert rc == 2 and out.out == "" and "differ in type_map" in out.err and "ho.pt" in out.err
@@ -72,9 +72,9 @@ def test_checkpoint_is_not_a_model(tmp_path):
         load_model(p)
 
 
-def test_resume_with_changed_model_section_is_refused(tmp_path, water_dir):
-    write_deepmd(read_deepmd(water_dir / "data_0").subset(slice(0, 4)), tmp_path / "train")
-    write_deepmd(read_deepmd(water_dir / "data_3").subset(slice(0, 2)), tmp_path / "valid")
+def test_resume_with_changed_model_section_is_refused(tmp_path, water_small):
+    write_deepmd(read_deepmd(water_small / "data_0").subset(slice(0, 4)), tmp_path / "train")
+    write_deepmd(read_deepmd(water_small / "data_3").subset(slice(0, 2)), tmp_path / "valid")
     cfg = small_config(tmp_path / "train", tmp_path / "valid", steps=10)
     out = tmp_path / "out"
     Trainer(read_train_config(write_cfg(tmp_path / "a.yaml", cfg)), out, log=lambda m: None, plot=False).run()
@@ -93,10 +93,10 @@ def test_resume_with_changed_model_section_is_refused(tmp_path, water_dir):
         Trainer(read_train_config(write_cfg(tmp_path / "d.yaml", same)), out, log=lambda m: None, plot=False)
 
 
-def test_missing_forces_are_said_once_per_system(tmp_path, water_dir):
+def test_missing_forces_are_said_once_per_system(tmp_path, water_small):
     from conlearn.atoms.deeppot.train import warn_missing_labels
 
-    s = read_deepmd(water_dir / "data_0").subset(slice(0, 2))
+    s = read_deepmd(water_small / "data_0").subset(slice(0, 2))
     write_deepmd(s, tmp_path / "full")
     write_deepmd(s, tmp_path / "noforce")
     for f in (tmp_path / "noforce").glob("set.*/force.npy"):
