@@ -66,4 +66,11 @@ cp "$WORK/train/deepmd/main/lcurve.out" "$OUT/deepmd_lcurve.out" 2>/dev/null
 bench 100 small --parts small
 bench 130 large --parts large
 bench 45 profile --parts profile --skip-deepmd
+# spare time (up to 8.5 min in all): a longer conlearn training, the model for the CPU NVE drift
+LEFT=$(( ${TOTAL_S:-510} - $(date +%s) + T0 ))
+if [ "$LEFT" -gt 70 ]; then
+  bench $(( LEFT / ${TSCALE:-1} )) model --parts train --skip-deepmd --budget $(( LEFT - 40 ))
+  cp "$WORK/model/conlearn/out/model.pt" "$OUT/conlearn_gpu_model_long.pt" 2>/dev/null
+  cp "$WORK/model/conlearn/out/lcurve.out" "$OUT/conlearn_long_lcurve.out" 2>/dev/null
+fi
 stamp "done"
