@@ -38,14 +38,14 @@ _NUMBER_TYPES = ((bool, "bool_type"), (int, "int_type"), (float, "float_type"))
 _NUMBER_ERRORS = {t for _, t in _NUMBER_TYPES}
 
 
-def _coerced(raw, value, loc: tuple = ()) -> list[dict]:
+def coerced_numbers(raw, value, loc: tuple = ()) -> list[dict]:
     """pydantic errors for every place where a raw YAML/JSON value was coerced into a number or
     boolean of another kind: a string (``"20"``, ``"yes"``) or a float into an integer (``20.0``)
     or a number into a boolean (``1``)."""
     if isinstance(raw, dict) and isinstance(value, dict):
-        return [e for k, v in raw.items() if k in value for e in _coerced(v, value[k], loc + (k,))]
+        return [e for k, v in raw.items() if k in value for e in coerced_numbers(v, value[k], loc + (k,))]
     if isinstance(raw, (list, tuple)) and isinstance(value, (list, tuple)) and len(raw) == len(value):
-        return [e for i, (r, v) in enumerate(zip(raw, value)) for e in _coerced(r, v, loc + (i,))]
+        return [e for i, (r, v) in enumerate(zip(raw, value)) for e in coerced_numbers(r, v, loc + (i,))]
     for kind, err_type in _NUMBER_TYPES:
         if isinstance(value, kind):
             if isinstance(raw, str) or (isinstance(raw, float) and kind is not float) or (
@@ -66,7 +66,7 @@ def strict_validate(model, data):
     else:
         obj = model.model_validate(data)
         dumped, title = obj.model_dump(by_alias=True), model.__name__
-    errors = _coerced(data, dumped)
+    errors = coerced_numbers(data, dumped)
     if errors:
         raise ValidationError.from_exception_data(title, errors)
     return obj

@@ -217,6 +217,9 @@ CASES = [
          (LINE, r"initial\.data\[0\]: .*no_such_data does not exist")),
     Case("unknown-reference", dpgen("reference: {kind: ase, calculator: 'conlearn_marker_ref:MarkerEMT'}",
                                     "reference: {kind: vasp2}"), (LINE, "reference", "vasp2")),
+    Case("reference-quoted-option", dpgen("reference: {kind: ase, calculator: 'conlearn_marker_ref:MarkerEMT'}",
+                                          'reference: {kind: lj, sigma: "2.6"}'),
+         (LINE, r"reference\.sigma", "without quotes")),
     Case("trust-window-inverted", dpgen("trust_lo: 0.05", "trust_lo: 0.5"), (LINE, "trust_lo")),
     # --- configs: the other workflows
     Case("rid-quoted-kappa", example("rid_toy.yaml", "kappa: 1000", 'kappa: "1000"'),

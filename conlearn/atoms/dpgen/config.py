@@ -17,7 +17,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
 
-from ...configfile import ConfigError, config_error, read_raw, strict_validate, validate
+from ...configfile import ConfigError, coerced_numbers, config_error, read_raw, strict_validate, validate
 from ..deeppot.config import LearningRateConfig, LossConfig, ModelConfig
 from ..initial import resolve_structure_files
 from ..otf.config import GPSpec, KernelSpec
@@ -242,7 +242,11 @@ def check_reference(cfg: RunConfig, source: str, lines: dict) -> None:
     from ..reference import ReferenceSpec
 
     try:
-        strict_validate(ReferenceSpec, cfg.reference)
+        spec = strict_validate(ReferenceSpec, cfg.reference)
+        raw = cfg.reference.get("options", {k: v for k, v in cfg.reference.items() if k != "kind"})
+        quoted = coerced_numbers(raw, spec.options)  # the options' own numbers, flat or under options:
+        if quoted:
+            raise ValidationError.from_exception_data("reference", quoted)
     except ValidationError as err:
         raise config_error(err, source=source, lines=lines, prefix=("reference",)) from None
 
