@@ -130,6 +130,8 @@ class Closure(_Strict):
     batch: int = Field(1024, ge=16)
     linear: bool = Field(True, description="learn the closure's linear response too (more accurate on coarse "
                                             "grids; False keeps the projection closure's, hyperbolic at equilibrium)")
+    hyperbolic: float = Field(0.0, ge=0, description="weight of the hyperbolicity penalty in training: the mean "
+                              "squared imaginary part of the characteristic speeds at the minibatch's states")
 
 
 class Solver(_Strict):

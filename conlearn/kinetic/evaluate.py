@@ -8,6 +8,7 @@ Cases of a run: Sod and the benchmark wave (:mod:`conlearn.kinetic.initial`) at 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,8 @@ def rel_errors(a: dict, ref: dict) -> dict:
 
 
 def evaluate_case(model, spec: dict, kn: float, nx: int, t_end: float, refine: int = 4, nv=None, vmax=None) -> dict:
-    """Profiles, errors and wall times of the kinetic solve (same cells), ML, Euler and NS on one case.
+    """Profiles, errors, wall and CPU times (this process) of the kinetic solve (same cells), ML,
+    Euler and NS on one case.
 
     model: a MomentClosure or a closure/run directory."""
     from .mlsolver import load_closure
@@ -53,15 +55,16 @@ def evaluate_case(model, spec: dict, kn: float, nx: int, t_end: float, refine: i
     rho, u, T = ini.initial_profiles(spec, x)
     ref = reference(spec, kn, nx, t_end, refine, grid)
     kw = {"grid": grid} if grid is not None else {}
-    runs = {"kinetic": simulate("kinetic", x, rho, u, T, kn, t_end, spec["bc"], **kw),
-            "ml": simulate(model, x, rho, u, T, kn, t_end, spec["bc"]),
-            "euler": simulate("euler", x, rho, u, T, kn, t_end, spec["bc"]),
-            "ns": simulate("ns", x, rho, u, T, kn, t_end, spec["bc"])}
+    runs, cpu = {}, {}
+    for name, m, opts in (("kinetic", "kinetic", kw), ("ml", model, {}), ("euler", "euler", {}), ("ns", "ns", {})):
+        c0 = time.process_time()
+        runs[name] = simulate(m, x, rho, u, T, kn, t_end, spec["bc"], **opts)
+        cpu[name] = time.process_time() - c0
     return {"kn": float(kn), "x": x.tolist(), "initial": {k: v.tolist() for k, v in zip(FIELDS, (rho, u, T))},
             "reference": {k: ref[k].tolist() for k in FIELDS},
             "profiles": {s: {k: np.asarray(o[k]).tolist() for k in FIELDS} for s, o in runs.items()},
             "errors": {s: rel_errors(o, ref) for s, o in runs.items()},
-            "wall_s": {s: float(o["wall_s"]) for s, o in runs.items()},
+            "wall_s": {s: float(o["wall_s"]) for s, o in runs.items()}, "cpu_s": cpu,
             "min_rho_T": {s: float(min(np.min(o["rho"]), np.min(o["T"]))) for s, o in runs.items()},
             "deviation": float(runs["ml"].get("deviation", 0.0))}
 

@@ -45,6 +45,8 @@ class TrainSettings:
     lr: float = 3e-3
     batch: int = 1024
     linear: bool = False
+    hyperbolic: float = 0.0
+    hyperbolic_batch: int = 128
 
 
 def _mlp(n_in: int, hidden, n_out: int, gen: torch.Generator) -> nn.Sequential:
@@ -107,7 +109,8 @@ def _adam(params, steps: int, lr: float, loss_fn, gen: torch.Generator, n: int, 
         opt.zero_grad()
         loss = loss_fn(idx)
         loss.backward()
-        opt.step()
+        if all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params):
+            opt.step()           # (eigenvalue gradients can be infinite at a repeated eigenvalue)
         sched.step()
     return float(loss.detach())
 
@@ -189,6 +192,50 @@ class _Closure(nn.Module):
         return mu - r @ self.P.T
 
 
+def system_matrix(model: "_Closure", w: torch.Tensor, fun: torch.Tensor, h: float = 1e-4) -> torch.Tensor:
+    """A [N, 3 + M, 3 + M] of the moment system at rho = 1, u = 0, T = 1 and moments w [N, M]
+    (differentiable twin of :func:`conlearn.kinetic.hyperbolic.system_matrix`); fun [6M, 2n]:
+    the member's functionals (a, A0, A1, A2, B0, B1) on mu. da/dw by central differences in w."""
+    N, M = w.shape
+    k = 3 + M
+    t = (model(w) @ fun.T).reshape(N, 6, M)
+    a = t[:, 0]
+    E = torch.eye(M, dtype=w.dtype) * h
+    ap = (model((w[:, None] + E).reshape(-1, M)) @ fun[:M].T).reshape(N, M, M)
+    am = (model((w[:, None] - E).reshape(-1, M)) @ fun[:M].T).reshape(N, M, M)
+    J = ((ap - am) / (2 * h)).transpose(1, 2)                      # [N, eq, var]
+    w0, w1 = w[:, 0], w[:, 1]
+    zero, one = torch.zeros_like(w0), torch.ones_like(w0)
+    dQ = torch.zeros(N, k, k, dtype=w.dtype)
+    dQ[:, 0, 0], dQ[:, 1, 1], dQ[:, 2, 0], dQ[:, 2, 2] = 1.0, 1.0, 1.5, 1.5
+    dQ[:, 3:, 0] = w
+    dQ[:, 3:, 3:] = torch.eye(M, dtype=w.dtype)
+    rows = [torch.stack([zero, one, zero, zero, zero], -1),
+            torch.stack([1 + w0, zero, 1 + w0, one, zero], -1),
+            torch.stack([w1, 2.5 + w0, 1.5 * w1, zero, one], -1)]
+    top = torch.cat([torch.stack(rows, 1), torch.zeros(N, 3, M - 2, dtype=w.dtype)], -1)     # [N, 3, k]
+    bottom = torch.cat([a[..., None], w[..., None], 0.5 * a[..., None], J], -1)              # [N, M, k]
+    dF = torch.cat([top, bottom], 1)
+    # production per unit gradient of each variable (as hyperbolic.system_matrix)
+    cols = []
+    for j in range(k):
+        du, dT = float(j == 1), float(j == 2)
+        dps = (1.0 + w0) * (float(j == 0) + dT) + float(j == 3)
+        dq = w1 * (float(j == 0) + 1.5 * dT) + float(j == 4)
+        DT = -(2.0 / 3.0) * ((1.0 + w0) * du + dq)
+        cols.append(-((-dps)[:, None] * t[:, 1] + (du + 0.5 * DT)[:, None] * t[:, 2] + 0.5 * dT * t[:, 3]
+                      + DT[:, None] * t[:, 4] + dT * t[:, 5]))
+    B = torch.cat([torch.zeros(N, 3, k, dtype=w.dtype), torch.stack(cols, -1)], 1)
+    return torch.linalg.solve(dQ, dF - B)
+
+
+def hyperbolicity_penalty(model: "_Closure", w: torch.Tensor, fun: torch.Tensor) -> torch.Tensor:
+    """Mean over the states w [N, M] of the summed squared imaginary parts of the normalised
+    characteristic speeds (0 where the system is hyperbolic)."""
+    lam = torch.linalg.eigvals(system_matrix(model, w, fun))
+    return (lam.imag ** 2).sum(1).mean()
+
+
 def train_member(data, s: TrainSettings, seed: int, previous: Member | None = None) -> tuple[Member, dict]:
     """One member trained on a bootstrap resample of every cell of ``data`` (payload list)."""
     gen = torch.Generator().manual_seed(int(seed) % (2**63))
@@ -214,14 +261,21 @@ def train_member(data, s: TrainSettings, seed: int, previous: Member | None = No
     warm = previous is not None and _load_layers(model.net, previous.closure)
     wt, mut = torch.as_tensor(w), torch.as_tensor(mu.reshape(len(mu), -1))
     scale = model.mu_scale
+    fun = torch.as_tensor(proto._stack.reshape(len(proto._stack), -1))
 
     def loss_fn(idx):
-        return (((model(wt[idx]) - mut[idx]) / scale) ** 2).mean()
+        loss = (((model(wt[idx]) - mut[idx]) / scale) ** 2).mean()
+        if s.hyperbolic > 0:
+            loss = loss + s.hyperbolic * hyperbolicity_penalty(model, wt[idx[:s.hyperbolic_batch]], fun)
+        return loss
 
     loss = _adam(list(model.net.parameters()), s.reuse_steps if warm else s.steps, s.lr, loss_fn, gen, len(w), s.batch)
     with torch.no_grad():
         full = float((((model(wt) - mut) / scale) ** 2).mean())
+        sub = wt[torch.randperm(len(wt), generator=gen)[:512]]
+        lam = torch.linalg.eigvals(system_matrix(model, sub, fun))
+        complex_fraction = float((lam.imag.abs().amax(1) > 1e-6).double().mean())
     member = Member(C=C, w_scale=w_scale, w_lo=proto.w_lo, w_hi=proto.w_hi, mu_scale=mu_scale,
                     closure=_layers(model.net), decoder=decoder, ghat_scale=ghat_scale, linear=s.linear)
     return member, {"ae_loss": ae_loss, "closure_loss": loss, "closure_mse": full, "n_cells": int(len(mu)),
-                    "warm": bool(warm)}
+                    "warm": bool(warm), "complex_fraction": complex_fraction}

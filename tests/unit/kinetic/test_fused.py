@@ -120,3 +120,59 @@ def test_mean_solve_stays_positive_on_strong_riemann_problems(kn):
         out = simulate(model, x, rho, u, T, kn, 0.1, "neumann")
         assert np.all(np.isfinite(out["U"]))
         assert out["rho"].min() > 0 and out["T"].min() > 0
+
+
+def test_speeds_match_the_solver_fluxes_and_the_hermite_roots():
+    """hyperbolic.system_matrix equals the finite-difference matrix of mlsolver's flux and
+    production at a non-equilibrium state, and the projection closure's speeds at equilibrium
+    are the roots of He_5."""
+    from conlearn.kinetic.hyperbolic import complex_fraction, speeds, system_matrix
+    from conlearn.kinetic.mlsolver import _flux, production
+
+    m = Member.random(4, seed=3, amplitude=1.0)
+    mc = MeanClosure([m], np.float64)
+    V = np.concatenate([[1.0, 0.0, 1.0], m.w_eq + 0.03 * np.arange(1, 6)])
+    k, eps = len(V), 1e-6
+    dQ, dF, dS = np.zeros((k, k)), np.zeros((k, k)), np.zeros((k, k))
+    for j in range(k):
+        e = np.zeros(k)
+        e[j] = eps
+        (Qp, Fp, _), (Qm, Fm, _) = (_flux(v[None], m.coefficients(v[None, 3:])["a"], 3.0, False) for v in (V + e, V - e))
+        dQ[:, j], dF[:, j] = (Qp - Qm)[0] / (2 * eps), (Fp - Fm)[0] / (2 * eps)
+        P = np.tile(V, (5, 1))      # a unit gradient of V_j: +-h over 2 cells of width h
+        P[3, j] += 1e-4
+        P[1, j] -= 1e-4
+        coef = {kk: v[None, :1] for kk, v in m.coefficients(V[None, 3:]).items()}
+        dS[3:, j] = production(P[None], coef, 1e-4)[0, 0]
+    want = np.linalg.solve(dQ, dF - dS)
+    assert np.abs(system_matrix(mc, V[None, 3:])[0] - want).max() < 1e-6 * np.abs(want).max()
+    grad = MeanClosure([Member.random(4, seed=3, amplitude=0.0)], np.float64)
+    s = speeds(grad, grad.w_eq[None])[0]
+    roots = np.polynomial.hermite_e.hermeroots([0] * 5 + [1])
+    assert np.abs(s.imag).max() < 1e-6 and np.sort(s.real).max() == pytest.approx(roots.max(), abs=1e-5)
+    assert complex_fraction(grad, grad.w_eq[None]) == 0.0
+
+
+def test_training_twin_of_the_system_matrix_and_the_penalty():
+    """training.system_matrix (torch, differentiable) equals hyperbolic.system_matrix; the
+    penalty is zero for the projection closure at equilibrium and positive where speeds are complex."""
+    import torch
+
+    from conlearn.kinetic.hyperbolic import system_matrix as np_matrix
+    from conlearn.kinetic.training import _Closure, hyperbolicity_penalty, system_matrix
+
+    m = Member.random(4, seed=4, amplitude=1.0)
+    model = _Closure(m, (16,), torch.Generator().manual_seed(0))
+    with torch.no_grad():                  # the member's own network in the torch twin
+        lin = [x for x in model.net if isinstance(x, torch.nn.Linear)]
+        for x, (W, b) in zip(lin, m.closure):
+            x.weight.copy_(torch.as_tensor(W))
+            x.bias.copy_(torch.as_tensor(b))
+    fun = torch.as_tensor(m._stack.reshape(len(m._stack), -1))
+    w = m.w_eq + 0.02 * np.random.default_rng(1).normal(size=(6, m.n_moments))
+    got = system_matrix(model, torch.as_tensor(w), fun).detach().numpy()
+    want = np_matrix(MeanClosure([m], np.float64), w)
+    assert np.abs(got - want).max() < 1e-5 * np.abs(want).max()     # (da/dw: differences of step 1e-4)
+    pen = hyperbolicity_penalty(model, torch.as_tensor(w), fun)
+    pen.backward()
+    assert float(pen) > 0 and all(torch.isfinite(p.grad).all() for p in model.net.parameters())
