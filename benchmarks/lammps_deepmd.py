@@ -32,7 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data" / "water"
 VENV = Path(os.environ.get("CONLEARN_DEEPMD_LMP_VENV") or Path(tempfile.gettempdir()) / "deepmd-lmp")
-PACKAGES = ["deepmd-kit[torch,lmp]==3.2.0"]
+# the wheel's plugin is a CUDA build that dlopens libcudart.so.12 even on a CPU-only machine (and
+# crashes without it); torch 2.11 brings CUDA 13's runtime only, so add CUDA 12's (a small wheel)
+PACKAGES = ["deepmd-kit[torch,lmp]==3.2.0", "nvidia-cuda-runtime-cu12"]
 MASSES = {"O": 15.9994, "H": 1.00794}  # amu, both engines
 MARKS = (0, 1, 10, 50, 100, 200, 500, 1000, 2000, 5000)
 
@@ -42,6 +44,8 @@ def env(threads: int = 1) -> dict:
     t = str(threads)
     e.update(OMP_NUM_THREADS=t, DP_INTRA_OP_PARALLELISM_THREADS=t, DP_INTER_OP_PARALLELISM_THREADS=t,
              CUDA_VISIBLE_DEVICES="")
+    cudart = [str(p) for p in VENV.glob("lib/python*/site-packages/nvidia/cuda_runtime/lib")]
+    e["LD_LIBRARY_PATH"] = ":".join(cudart + [e.get("LD_LIBRARY_PATH", "")]).rstrip(":")
     return e
 
 
@@ -56,11 +60,11 @@ def lmp_works() -> str | None:
         r = subprocess.run([str(lmp), "-in", "in.check", "-log", "none"], cwd=d, env=env(),
                            capture_output=True, text=True, timeout=300)
     text = r.stdout + r.stderr
+    if "Illegal pair_style command" in text:  # the style exists and wants its model file
+        return None
     if "Unrecognized pair style" in text or "Unknown pair style" in text:
         return "LAMMPS runs but has no pair_style deepmd (plugin not loaded): " + text[-600:]
-    if "ERROR" in text and "deepmd" in text.lower() and "model" not in text.lower():
-        return "pair_style deepmd failed: " + text[-800:]
-    return None  # an error about the missing model file means the style exists
+    return "pair_style deepmd did not load: " + text[-800:]
 
 
 def ensure_lammps() -> str | None:
@@ -106,11 +110,12 @@ def write_lammps(atoms, names: list[str], work: Path, steps: int, dt_fs: float) 
     pos = atoms.get_positions(wrap=True)
     vel = atoms.get_velocities() * (1000 * units.fs)  # Å/ASE time -> Å/ps
     type_ids = [names.index(s) + 1 for s in atoms.get_chemical_symbols()]
+    r = lambda x: repr(float(x))  # noqa: E731  (shortest exact decimal of a float64)
     lines = ["conlearn start frame", "", f"{len(atoms)} atoms", f"{len(names)} atom types",
-             *(f"0 {cell[k, k]!r} {a}lo {a}hi" for k, a in enumerate("xyz")), "", "Masses", ""]
-    lines += [f"{k + 1} {MASSES[n]!r}" for k, n in enumerate(names)] + ["", "Atoms # atomic", ""]
-    lines += [f"{i + 1} {t} {p[0]!r} {p[1]!r} {p[2]!r}" for i, (t, p) in enumerate(zip(type_ids, pos))]
-    lines += ["", "Velocities", ""] + [f"{i + 1} {v[0]!r} {v[1]!r} {v[2]!r}" for i, v in enumerate(vel)]
+             *(f"0 {r(cell[k, k])} {a}lo {a}hi" for k, a in enumerate("xyz")), "", "Masses", ""]
+    lines += [f"{k + 1} {r(MASSES[n])}" for k, n in enumerate(names)] + ["", "Atoms # atomic", ""]
+    lines += [f"{i + 1} {t} {r(p[0])} {r(p[1])} {r(p[2])}" for i, (t, p) in enumerate(zip(type_ids, pos))]
+    lines += ["", "Velocities", ""] + [f"{i + 1} {r(v[0])} {r(v[1])} {r(v[2])}" for i, v in enumerate(vel)]
     (work / "start.data").write_text("\n".join(lines) + "\n")
     (work / "in.nve").write_text(f"""units metal
 atom_style atomic

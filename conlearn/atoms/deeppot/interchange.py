@@ -42,7 +42,10 @@ _NP = {"float64": np.float64, "float32": np.float32}
 
 # --------------------------------------------------------------------------- .dp files
 def _traverse(obj, fn, is_var: bool = False):
-    """Apply ``fn`` to every non-None leaf below an ``@variables`` key (deepmd-kit's rule)."""
+    """Apply ``fn`` to every non-None leaf below an ``@variables`` key and to every dict marked
+    ``@is_variable`` (an array in deepmd-kit's YAML form): deepmd-kit's rule."""
+    if isinstance(obj, dict) and obj.get("@is_variable", False):
+        return fn(obj)
     if isinstance(obj, dict):
         return {k: _traverse(v, fn, is_var or k == "@variables") for k, v in obj.items()}
     if isinstance(obj, list):

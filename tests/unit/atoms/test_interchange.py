@@ -282,6 +282,8 @@ def test_deepmd_kit_frozen_model_imports(ref, tmp_path):
     py = deepmd_python()
     run_deepmd(py, "-m", "deepmd", "--pt", "freeze", "-c", str(FIX / "checkpoint.pt"), "-o", "f.pth",
                cwd=tmp_path)
-    p = predict(import_model(tmp_path / "f.pth", tmp_path / "m.pt"), ref["coord"], ref["box"], ref["atype"])
-    assert np.abs(p["energy"] - ref["energy"]).max() / 192 < 1e-10
-    assert np.abs(p["force"] - ref["force"]).max() < 1e-10
+    run_deepmd(py, "-m", "deepmd", "convert-backend", "f.pth", "f.yaml", cwd=tmp_path)
+    for name in ("f.pth", "f.yaml"):  # TorchScript, and deepmd-kit's YAML form of the .dp dict
+        p = predict(import_model(tmp_path / name, tmp_path / "m.pt"), ref["coord"], ref["box"], ref["atype"])
+        assert np.abs(p["energy"] - ref["energy"]).max() / 192 < 1e-10, name
+        assert np.abs(p["force"] - ref["force"]).max() < 1e-10, name
