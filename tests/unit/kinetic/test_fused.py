@@ -175,4 +175,25 @@ def test_training_twin_of_the_system_matrix_and_the_penalty():
     assert np.abs(got - want).max() < 1e-5 * np.abs(want).max()     # (da/dw: differences of step 1e-4)
     pen = hyperbolicity_penalty(model, torch.as_tensor(w), fun)
     pen.backward()
-    assert float(pen) > 0 and all(torch.isfinite(p.grad).all() for p in model.net.parameters())
+    assert float(pen.detach()) > 0 and all(torch.isfinite(p.grad).all() for p in model.net.parameters())
+
+
+def test_hyperbolicity_penalty_makes_the_trained_closure_hyperbolic():
+    """Same data, seed and steps (linear response learned): the penalty removes most complex speeds."""
+    from conlearn.kinetic.bgk import kinetic_solve
+    from conlearn.kinetic.data import snapshot_payload
+    from conlearn.kinetic.hyperbolic import complex_fraction
+    from conlearn.kinetic.training import TrainSettings, train_member
+
+    x = (np.arange(32) + 0.5) / 32
+    out = kinetic_solve(x, *initial_profiles(sod(), x), 1.0, 0.1, "neumann", save_times=[0.05, 0.1])
+    data = [snapshot_payload(out, 4, {"kn": 1.0})]
+    frac = {}
+    for weight in (0.0, 1.0):
+        s = TrainSettings(hidden=(16,), decoder_hidden=(16,), ae_steps=60, steps=250, batch=64, linear=True,
+                          hyperbolic=weight, hyperbolic_batch=32)
+        m, metrics = train_member(data, s, seed=0)
+        w = mom.apply(m.L["w"], data[0]["mu"][:, :, :m.n])
+        frac[weight] = complex_fraction(MeanClosure([m], np.float64), w)
+        assert frac[weight] == pytest.approx(metrics["complex_fraction"], abs=0.25)
+    assert frac[1.0] < 0.5 * frac[0.0] and frac[0.0] > 0.3, frac
