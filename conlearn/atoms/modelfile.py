@@ -248,5 +248,5 @@ def convert(path: str | Path, out: str | Path | None = None) -> Path:
 
 
 __all__ = ["CHECKPOINT", "COMPRESSED", "DEEPPOT", "FORMATS", "GP", "LegacyFileWarning", "MAPPED",
-           "SPARSE", "UnreadableFileError", "UntrustedFileError", "build", "describe", "convert", "guess_format", "load", "read",
-           "save"]
+           "SPARSE", "UnreadableFileError", "UntrustedFileError", "build", "convert", "describe",
+           "guess_format", "load", "read", "save"]

@@ -26,7 +26,7 @@ from conlearn.atoms.deeppot.model import DeepPot, DeepPotSpec, load_model
 from conlearn.atoms.deeppot.train import read_checkpoint, write_checkpoint
 from conlearn.atoms.gp.calculator import GPCalculator, MappedGPCalculator
 from conlearn.atoms.gp.gp import GaussianProcess
-from conlearn.atoms.gp.io import gp_to_dict, load_gp, load_mapped, save_gp, save_mapped
+from conlearn.atoms.gp.io import gp_to_dict, load_gp, load_mapped, save_gp, save_mapped, sparse_to_dict
 from conlearn.atoms.gp.kernels import NBodyKernel
 from conlearn.atoms.gp.mapping import map_gp
 from conlearn.atoms.gp.sparse import SparseGP
@@ -243,7 +243,8 @@ def test_truncated_files_are_named(tmp_path):
                                                       r"\(damaged or truncated"):
             conlearn.load_calculator(_cut(tmp_path / name))
     (tmp_path / "empty.pt").write_bytes(b"")
-    with pytest.raises(UnreadableFileError, match=r"empty.pt: not a readable conlearn model file \(empty file\)"):
+    with pytest.raises(UnreadableFileError, match=r"empty.pt: not a readable conlearn model file "
+                                                  r"\(empty file\)"):
         load_model(tmp_path / "empty.pt")
     with pytest.raises(FileNotFoundError, match=r"model file .*nothing.pt does not exist"):
         conlearn.load_calculator(tmp_path / "nothing.pt")
@@ -287,10 +288,37 @@ def test_load_calculator_reads_the_otf_model(tmp_path):
     _, state = load_checkpoint(run / "checkpoint.pkl")  # the run's final in-memory model
     model = OTFModel.from_dict(state, cfg.gp)
     assert model.gp.n_labels >= 24 and model.mapped is not None
-    assert [read(run / "model" / f)[0] for f in ("gp.npz", "mapped.npz")] == ["conlearn.gp", "conlearn.gp.mapped"]
+    kinds = [read(run / "model" / f)[0] for f in ("gp.npz", "mapped.npz")]
+    assert kinds == ["conlearn.gp", "conlearn.gp.mapped"]
     held = _al(11)
     _same(GPCalculator(model.gp), conlearn.load_calculator(run / "model" / "gp.npz"), held)
     _same(MappedGPCalculator(model.mapped), conlearn.load_calculator(run / "model" / "mapped.npz"), held)
     e_gp, f_gp, _ = _predict(conlearn.load_calculator(run / "model" / "gp.npz"), held)
     e_map, f_map, _ = _predict(model.calc, held)  # what the MD ran on: the mapped mean
     assert abs(e_gp - e_map) < 1e-3 and np.abs(f_gp - f_map).max() < 1e-2
+
+
+def test_otf_checkpoints_old_and_new_read_as_plain_data(tmp_path):
+    from conlearn.atoms.gp.io import load, save
+
+    gp = _gp(SparseGP, select="random", n_inducing=10)
+    state = {"version": 1, "model": {"gp": sparse_to_dict(gp), "noise_floor": None},
+             "state": {"step": 5, "positions": np.ones((2, 3)), "pbc": np.ones(3, bool), "p_eps": None,
+                       "rng": np.random.default_rng(1).bit_generator.state, "calls": [{"step": 0}],
+                       "offsets": {"log.jsonl": 120}, "timers": {"md": 0.5}}}
+    old = tmp_path / "checkpoint.pkl"
+    old.write_bytes(pickle.dumps(state))  # an earlier version's checkpoint: run state, no trust needed
+    back = load(old)
+    save(back, tmp_path / "new.pkl")
+    assert (tmp_path / "new.pkl").read_bytes()[:4] == b"PK\x03\x04"  # now an npz tree
+    again = load(tmp_path / "new.pkl")
+    assert again["state"]["rng"] == state["state"]["rng"] and again["state"]["calls"] == [{"step": 0}]
+    pbc = again["state"]["pbc"]
+    assert np.array_equal(pbc, state["state"]["pbc"]) and pbc.dtype == bool
+    assert all(np.array_equal(again["model"]["gp"][k], state["model"]["gp"][k]) for k in ("K_uu", "alpha"))
+    marker = tmp_path / "MARKER"
+    old.write_bytes(pickle.dumps({**state, "x": Payload(marker)}))
+    with pytest.raises(UntrustedFileError, match=r"checkpoint.pkl: refused to unpickle the global "
+                                                 r"posix.system"):
+        load(old)
+    assert not marker.exists()
