@@ -63,6 +63,19 @@ class FastCalculator(Calculator):
                         "forces": out["forces"][0].detach().cpu().numpy().astype(np.float64)}
 
 
+def as_float64(model):
+    """The same weights in a float64 model (the drift measures the model, not float32 round-off)."""
+    from dataclasses import asdict
+
+    from conlearn.atoms.deeppot.model import DeepPot, DeepPotSpec
+
+    if model.spec.precision == "float64":
+        return model
+    out = DeepPot(DeepPotSpec(**{**asdict(model.spec), "precision": "float64"}))
+    out.load_state_dict({k: v.double() if v.is_floating_point() else v for k, v in model.state_dict().items()})
+    return out.eval()
+
+
 def remap_types_symbols(type_map, symbols) -> np.ndarray:
     index = {s: k for k, s in enumerate(type_map)}
     return np.array([index[s] for s in symbols], dtype=np.int64)
@@ -103,7 +116,7 @@ def nve(model, kind: str, ps: float, dt_fs: float, seed: int) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", required=True, help="a trained conlearn water model (model.pt)")
+    ap.add_argument("--model", required=True, help="a trained conlearn water model (model.pt; run in float64)")
     ap.add_argument("--ps", type=float, default=1.0)
     ap.add_argument("--dt-fs", type=float, default=0.5)
     ap.add_argument("--calc", default="normal", help="normal, fast, or both")
@@ -115,7 +128,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     if a.quick:
         a.ps, a.calc = 0.1, "both"
-    exact = load_model(a.model)
+    exact = as_float64(load_model(a.model))  # a float32-trained model runs in float64 here
     rmin = min_neighbor_distance(load_systems([DATA / f"data_{i}" for i in range(3)]), exact.spec.rcut)
     models = {"exact": exact, "compressed": compress_model(exact, min_dist=rmin)}
     kinds = ["normal", "fast"] if a.calc == "both" else [a.calc]

@@ -11,8 +11,9 @@ structure, :class:`FastEvaluator` instead
   (``x_j - x_i + m @ cell`` with integer image shifts ``m``): slots between ``rcut`` and
   ``rcut + skin`` give exactly zero environment rows, as empty slots do, so the energy is the
   normal path's one (same maths, other summation order: equal to round-off);
-* evaluates energy and forces (``-dE/dx`` by autograd with respect to the positions) with
-  fixed shapes, so on CUDA the whole step is captured once as a CUDA graph and replayed;
+* evaluates energy, forces and virial (``dE/dr_ij`` by autograd, then index sums on the device,
+  as :mod:`conlearn.nn.derivatives` does) with fixed shapes, so on CUDA the whole step is
+  captured once as a CUDA graph and replayed;
 * checks on the device, in the same step, whether any atom moved more than ``skin / 2`` since
   the build (then rebuilds and repeats the step, re-capturing only if the slots must grow),
   whether a real neighbour count exceeds ``sel`` (the normal path's error), and for a
