@@ -70,8 +70,8 @@ def allowed(module: str, name: str) -> Any | None:
             obj = getattr(obj, part)
         return obj
     if module == "conlearn" or module.startswith("conlearn."):
-        if "." in name or name.startswith("_"):
-            return None
+        if "." in name or name.startswith("_") or any(p.startswith("_") for p in module.split(".")):
+            return None  # no private names, and never conlearn.__main__ (importing it runs the CLI)
         obj = getattr(importlib.import_module(module), name, None)
         if isinstance(obj, type) and dataclasses.is_dataclass(obj):
             return obj

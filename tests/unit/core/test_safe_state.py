@@ -136,6 +136,7 @@ def test_only_registered_and_conlearn_dataclasses_pass():
     assert safepickle.allowed("conlearn.core.records", "TrainResult") is TrainResult
     assert safepickle.allowed("conlearn.core.records", "derive_seed") is None  # a function
     assert safepickle.allowed("conlearn.core.manifest", "_jsonable") is None
+    assert safepickle.allowed("conlearn.__main__", "Anything") is None  # importing it would run the CLI
 
 
 def test_damaged_records_are_named(tmp_path):
