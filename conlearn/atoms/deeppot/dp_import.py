@@ -10,6 +10,7 @@ Anything conlearn's se_e2_a cannot compute exactly is refused, naming the option
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -165,13 +166,17 @@ def from_dp_dict(data: dict) -> DeepPot:
     desc, fit = m.get("descriptor", {}), m.get("fitting", {})
     _check_kind(m.get("type"), desc, fit.get("type"))
     _check_options(m, desc, fit)
-    type_map, sel = [str(t) for t in m["type_map"]], [int(x) for x in desc["sel"]]
+    if not (isinstance(desc.get("sel"), list) and all(isinstance(x, int) for x in desc["sel"])):
+        raise InterchangeError(f"descriptor.sel = {desc.get('sel')!r}: a list of neighbour counts "
+                               "per type is needed (the model was not built?)")
+    type_map, sel = [str(t) for t in m["type_map"]], list(desc["sel"])
     nt, tos = len(type_map), bool(desc.get("type_one_side", False))
     emb, fit_nets = desc["embeddings"]["networks"], fit["nets"]["networks"]
     if len(emb) != nt ** (1 if tos else 2) or len(fit_nets) != nt:
         raise InterchangeError(f"{len(emb)} embedding and {len(fit_nets)} fitting nets for "
                                f"{nt} types (type_one_side={tos})")
-    seed = data.get("model_def_script", {}).get("descriptor", {}).get("seed")
+    script = data.get("model_def_script")
+    seed = script.get("descriptor", {}).get("seed") if isinstance(script, dict) else None
     spec = DeepPotSpec(
         type_map=type_map, sel=sel, rcut=float(desc["rcut"]), rcut_smth=float(desc["rcut_smth"]),
         neuron=[int(x) for x in desc["neuron"]], axis_neuron=int(desc["axis_neuron"]),
@@ -211,7 +216,9 @@ def _read_torch(path: Path) -> tuple[dict, dict, str]:
     """``(model_params, state_dict, key prefix)`` of a frozen ``.pth`` or checkpoint ``.pt``."""
     try:
         if path.suffix == ".pth":  # TorchScript: deepmd-kit's code inside runs only when called
-            m = torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():  # torch.jit.load's deprecation notice
+                warnings.simplefilter("ignore", DeprecationWarning)
+                m = torch.jit.load(str(path), map_location="cpu")
             return json.loads(m.model_def_script), dict(m.state_dict()), ""
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # zip, TorchScript or unpickling errors of a foreign/truncated file

@@ -261,7 +261,7 @@ def import_model(src_path: str | Path, out_model_path: str | Path) -> DeepPot:
     data = read_any(src)
     try:
         model = from_dp_dict(data)
-    except (InterchangeError, KeyError, TypeError, IndexError) as err:
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
         what = err if isinstance(err, InterchangeError) else f"{type(err).__name__}: {err}"
         raise InterchangeError(f"{src}: {what}") from None
     model.save(out_model_path, imported_from=src.name,

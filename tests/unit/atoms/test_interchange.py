@@ -171,6 +171,7 @@ def _fixture_with(edit) -> dict:
     (lambda m: m["fitting"].update(type="dipole"), "fitting type 'dipole'"),
     (lambda m: m["descriptor"].update(exclude_types=[[0, 1]]), r"descriptor.exclude_types = \[\[0, 1\]\]"),
     (lambda m: m["descriptor"].update(env_protection=0.1), "descriptor.env_protection"),
+    (lambda m: m["descriptor"].update(sel="auto"), "descriptor.sel = 'auto'"),
     (lambda m: m["fitting"].update(numb_fparam=2), "fitting.numb_fparam = 2"),
     (lambda m: m.update(atom_exclude_types=[1]), "model.atom_exclude_types"),
     (lambda m: m["descriptor"].update(activation_function="gelu"), "descriptor.activation_function"),
