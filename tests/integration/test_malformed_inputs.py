@@ -154,6 +154,17 @@ def with_nan(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def initial_data(breaker: Callable[[Path], None] | None) -> Callable:
+    """``conlearn run`` of the DP-GEN config seeded with a (broken) copy of water data_0:
+    water for an Al run is itself an error (elements not in type_map)."""
+    def setup(tmp, _models):
+        data = copy_system(WATER / "data_0", tmp / "sys")
+        if breaker is not None:
+            breaker(data)
+        return run_cfg(edit(dpgen_text(), "initial:\n", "initial:\n  data: [sys]\n"))(tmp, _models)
+    return setup
+
+
 def model_file(make: Callable[[Path, dict], Path]) -> Callable:
     """``conlearn test`` of a broken model file on the bundled data_3."""
     def setup(tmp, models):
@@ -215,6 +226,9 @@ CASES = [
          (LINE, r"structures\.6\.path: structure file .*nowhere\.xyz does not exist")),
     Case("missing-initial-data", dpgen("initial:\n", "initial:\n  data: [no_such_data]\n"),
          (LINE, r"initial\.data\[0\]: .*no_such_data does not exist")),
+    Case("initial-data-nan", initial_data(set_npy("coord.npy", with_nan)),
+         (LINE, r"initial\.data\[0\]: .*sys/set\.000/coord\.npy: 1 non-finite", r"frame 1, atom 7 \(z\)")),
+    Case("initial-data-other-elements", initial_data(None), (LINE, r"initial\.data\[0\]: .*sys", r"type_map")),
     Case("unknown-reference", dpgen("reference: {kind: ase, calculator: 'conlearn_marker_ref:MarkerEMT'}",
                                     "reference: {kind: vasp2}"), (LINE, "reference", "vasp2")),
     Case("reference-quoted-option", dpgen("reference: {kind: ase, calculator: 'conlearn_marker_ref:MarkerEMT'}",

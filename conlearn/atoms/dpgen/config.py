@@ -234,7 +234,22 @@ def read_run_config(path: str | Path) -> RunConfig:
         resolved.append(str(p))
     cfg = cfg.model_copy(update={"initial": cfg.initial.model_copy(update={"data": resolved})})
     check_structures(cfg, str(path), lines)
+    check_initial_data(cfg, str(path), lines)
     return cfg
+
+
+def check_initial_data(cfg: RunConfig, source: str, lines: dict) -> None:
+    """Every ``initial.data`` entry is read once at load (labels finite and complete, elements
+    in ``type_map``), so that bad data is named before the run directory is written."""
+    from ..system import DataError
+    from .run import read_labelled
+
+    for i, p in enumerate(cfg.initial.data):
+        try:
+            read_labelled(p, list(cfg.type_map))
+        except (DataError, OSError) as err:
+            line = lines.get(("initial", "data", i)) or lines.get(("initial", "data"))
+            raise ConfigError(f"{source}:{line}: initial.data[{i}]: {err}") from None
 
 
 def check_reference(cfg: RunConfig, source: str, lines: dict) -> None:
