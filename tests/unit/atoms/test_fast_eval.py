@@ -121,3 +121,18 @@ def test_chunked_equals_unchunked_on_replicated_box():
     one = FastEvaluator(model, types, cell).compute(pos)
     assert abs(float(got["energy"][0] - 8 * one["energy"][0])) < 1e-9
     assert float((got["forces"][0, : len(types)] - one["forces"][0]).abs().max()) < 1e-10
+
+
+def test_float32_and_bad_settings():
+    model = small_model("float32", sel=(60, 120))
+    pos, cell, types = frame()
+    got = FastEvaluator(model, types, cell).compute(pos, virial=True)
+    want = reference(model, pos, cell, types)
+    assert got["forces"].dtype == torch.float32
+    assert float((got["forces"][0] - want["forces"]).abs().max()) < 1e-4
+    with pytest.raises(ValueError, match="cuda_graph needs a CUDA model"):
+        FastEvaluator(model, types, cell, cuda_graph=True)
+    with pytest.raises(ValueError, match="search must be"):
+        FastEvaluator(model, types, cell, search="kdtree")
+    with pytest.raises(ValueError, match="differ in sel"):
+        FastEvaluator([model, small_model("float32", sel=(50, 120))], types, cell)
