@@ -84,6 +84,58 @@ def costs(results: list[dict]) -> list[str]:
     return lines
 
 
+def profile(model_dir: str, nx: int, top: int = 12) -> list[str]:
+    """cProfile (CPU clock) of the ML solve and the kinetic solve on Sod at Kn = 0.1 (nx cells,
+    t = 0.1): the functions with the most own CPU time."""
+    import cProfile
+    import pstats
+
+    from conlearn.kinetic import load_closure, simulate
+    from conlearn.kinetic.components import cells
+
+    model = load_closure(model_dir)
+    x = cells(nx)
+    rho, u, T = ini.initial_profiles(ini.sod(), x)
+    lines = []
+    for name, m in (("ml", model), ("kinetic", "kinetic")):
+        simulate(m, x, rho, u, T, 0.1, 0.1, "neumann")                    # warm
+        prof = cProfile.Profile(time.process_time)
+        c0 = time.process_time()
+        prof.enable()
+        out = simulate(m, x, rho, u, T, 0.1, 0.1, "neumann")
+        prof.disable()
+        cpu = time.process_time() - c0
+        st = pstats.Stats(prof).stats
+        rows = sorted(((v[2], v[1], k) for k, v in st.items()), reverse=True)[:top]
+        total = sum(v[2] for v in st.values())
+        lines += [f"{name}: {cpu:.4f} s CPU (profiled), {out.get('steps', '?')} steps", "",
+                  "| function | calls | own s | share |", "|---|---|---|---|"]
+        for tt, nc, (f, line, fn) in rows:
+            lines.append(f"| {Path(f).name}:{line}({fn}) | {nc} | {tt:.4f} | {100 * tt / total:.0f} % |")
+        lines.append("")
+    return lines
+
+
+def speeds(model_dir: str) -> list[str]:
+    """Fraction of the run's training states with complex characteristic speeds, per member and
+    for the mean closure the solver uses."""
+    from conlearn.kinetic import moments as mom
+    from conlearn.kinetic.closure import load_members
+    from conlearn.kinetic.fused import MeanClosure
+    from conlearn.kinetic.hyperbolic import complex_fraction, training_states
+
+    members, _ = load_members(model_dir)
+    mu = training_states(model_dir, 2000)
+    n = members[0].n
+    lines = [f"Complex characteristic speeds at {len(mu)} training states of {model_dir}:", ""]
+    for k, m in enumerate(members):
+        f = complex_fraction(MeanClosure([m], np.float64), mom.apply(m.L["w"], mu[:, :, :n]))
+        lines.append(f"- member {k}: {100 * f:.1f} %")
+    f = complex_fraction(MeanClosure(members, np.float64), mom.apply(members[0].L["w"], mu[:, :, :n]))
+    lines.append(f"- mean closure (the solver's): {100 * f:.1f} %")
+    return lines
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="a kinetic run directory or a closure directory")
@@ -92,7 +144,13 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--json", help="write every case's errors, costs and minima here")
     ap.add_argument("--md", help="write the tables (markdown) here")
+    ap.add_argument("--profile", action="store_true", help="only profile one ML and one kinetic solve (Sod, Kn = 0.1)")
+    ap.add_argument("--speeds", action="store_true", help="only the fraction of complex characteristic speeds "
+                    "at the run's training states (--model: a run directory)")
     args = ap.parse_args(argv)
+    if args.profile or args.speeds:
+        print("\n".join((profile(args.model, args.nx) if args.profile else []) + (speeds(args.model) if args.speeds else [])))
+        return 0
     cases = test_set(3 if args.quick else 20)
     t0 = time.perf_counter()
     jobs = [(str(args.model), c, args.nx) for c in cases]
