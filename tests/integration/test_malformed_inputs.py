@@ -215,6 +215,8 @@ CASES = [
          (LINE, r"training\.numb_steps", "without quotes")),
     Case("quoted-structure-a", dpgen("lattice: fcc, a: 4.05, cubic", 'lattice: fcc, a: "4.05", cubic'),
          (LINE, r"structures\.0\.a", "without quotes")),
+    Case("negative-layer-width", dpgen("neuron: [16, 32, 64]", "neuron: [16, -32, 64]"),
+         (LINE, r"model\.descriptor\.neuron\.1", "greater than 0")),
     Case("wrong-type-temperatures", dpgen("temperatures: [50, 300]", "temperatures: hot"),
          (LINE, r"exploration\.0\.temperatures",)),
     Case("negative-temperature", dpgen("temperatures: [50, 300]", "temperatures: [-50, 300]"),

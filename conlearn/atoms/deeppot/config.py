@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 from ...configfile import load_config
 from .model import DeepPotSpec
@@ -28,7 +28,7 @@ class DescriptorConfig(_Strict):
     sel: Union[list[int], str] = "auto"
     rcut: float = Field(6.0, gt=0)
     rcut_smth: float = Field(0.5, ge=0)
-    neuron: list[int] = [10, 20, 40]
+    neuron: list[PositiveInt] = [10, 20, 40]
     axis_neuron: int = Field(4, gt=0)
     type_one_side: bool = False
     resnet_dt: bool = False
@@ -50,7 +50,7 @@ class DescriptorConfig(_Strict):
 
 class FittingConfig(_Strict):
     type: Literal["ener"] = "ener"
-    neuron: list[int] = [120, 120, 120]
+    neuron: list[PositiveInt] = [120, 120, 120]
     resnet_dt: bool = True
     precision: Precision = "default"
     seed: int | None = None
