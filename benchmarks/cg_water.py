@@ -121,7 +121,9 @@ def extra_models(cfg, run_dir: Path, quick: bool) -> dict:
 
             train, _ = split(cfg, ref)
             table = force_match_pair(train["R"], train["F"], train["box"], cfg.baseline.rcut, cfg.baseline.n_basis)
-            table.save(man.workdir("bench/pair") / "pair.npz")
+            out = man.workdir("bench/pair")
+            out.mkdir(parents=True, exist_ok=True)
+            table.save(out / "pair.npz")
             return model_metrics(table, held, refm, md, seed=13)
 
         out = {"ibi": record_once(man, "bench/ibi", do_ibi), "ml": record_once(man, "bench/ml", do_ml)}
