@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 from ...configfile import load_config
 from .model import DeepPotSpec
@@ -47,6 +47,12 @@ class DescriptorConfig(_Strict):
             raise ValueError("sel must be a list of ints, 'auto' or 'auto:FACTOR'")
         return v
 
+    @model_validator(mode="after")
+    def _smooth_inside_cut(self):
+        if self.rcut_smth >= self.rcut:
+            raise ValueError(f"rcut_smth ({self.rcut_smth}) must be below rcut ({self.rcut}), Å")
+        return self
+
 
 class FittingConfig(_Strict):
     type: Literal["ener"] = "ener"
@@ -65,6 +71,14 @@ class ModelConfig(_Strict):
     descriptor: DescriptorConfig
     fitting_net: FittingConfig = FittingConfig()
     data_stat_nbatch: int = Field(10, gt=0)
+
+    @model_validator(mode="after")
+    def _one_sel_per_type(self):
+        sel = self.descriptor.sel
+        if isinstance(sel, list) and len(sel) != len(self.type_map):
+            raise ValueError(f"descriptor.sel has {len(sel)} entries for the {len(self.type_map)} "
+                             f"type(s) of type_map {self.type_map}: one neighbour count per type")
+        return self
 
 
 class LearningRateConfig(_Strict):

@@ -20,7 +20,7 @@ BASE = {
     "reference": {"kind": "emt"},
     "structures": [{"kind": "bulk", "element": "Al", "lattice": "fcc", "a": 4.05, "cubic": True, "name": "fcc"},
                    {"kind": "bulk", "element": "Cu", "lattice": "fcc", "a": 3.6, "cubic": True, "name": "cu"}],
-    "model": {"descriptor": {"type": "se_e2_a", "sel": [60], "rcut": 5.0, "neuron": [8, 16], "axis_neuron": 4},
+    "model": {"descriptor": {"type": "se_e2_a", "sel": "auto", "rcut": 5.0, "neuron": [8, 16], "axis_neuron": 4},
               "fitting_net": {"neuron": [16, 16]}},
     "training": {"learning_rate": {"start_lr": 3e-3, "stop_lr": 1e-4, "decay_steps": 10}},
     "exploration": [{"temperatures": [300], "structures": ["fcc"]}],
