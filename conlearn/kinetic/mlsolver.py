@@ -1,4 +1,6 @@
-"""Finite-volume solver of the ML moment system, and the ensemble model users load.
+"""Finite-volume solver of the ML moment system for K members at once (exploration's view), and
+the ensemble model users load (whose solve is ONE solution with the ensemble-mean closure:
+:mod:`conlearn.kinetic.fused`, :mod:`conlearn.kinetic.meansolve`).
 
 Unknowns per cell: U = (rho, rho u, E) and W = rho w [M] (:mod:`conlearn.kinetic.moments`):
 
