@@ -43,6 +43,7 @@ from conlearn.atoms.dataset import load_systems  # noqa: E402
 from conlearn.atoms.deeppot.compress import compress_model, min_neighbor_distance  # noqa: E402
 from conlearn.atoms.deeppot.fast import FastEvaluator  # noqa: E402
 from conlearn.atoms.deeppot.model import load_model  # noqa: E402
+from conlearn.atoms.neighbors import NeighborError  # noqa: E402
 
 
 class FastCalculator(Calculator):
@@ -103,12 +104,17 @@ def nve(model, kind: str, ps: float, dt_fs: float, seed: int) -> dict:
     dyn.attach(record, interval=10)
     c0 = time.process_time()
     n_steps = int(round(ps * 1000 / dt_fs))
-    dyn.run(n_steps)
+    stopped = ""
+    try:
+        dyn.run(n_steps)
+    except NeighborError as err:  # the model let atoms crowd beyond sel: report the steps done
+        stopped = f"stopped at step {dyn.nsteps}: {str(err).split(';')[0]}"
+    n_steps = dyn.nsteps
     cpu = (time.process_time() - c0) / max(n_steps, 1)
     e = (np.array(e) - e[0]) / len(atoms) * 1000  # meV/atom
     out = {"steps": n_steps, "drift_mev_atom_ps": float(np.polyfit(t, e, 1)[0]),
            "max_dev_mev_atom": float(np.abs(e).max()), "cpu_s_per_step": cpu,
-           "T_end": float(atoms.get_temperature())}
+           "T_end": float(atoms.get_temperature()), "stopped": stopped}
     if kind == "fast":
         out["rebuilds"] = atoms.calc.fe.n_builds
     return out
