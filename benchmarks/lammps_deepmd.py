@@ -36,6 +36,7 @@ VENV = Path(os.environ.get("CONLEARN_DEEPMD_LMP_VENV") or Path(tempfile.gettempd
 # crashes without it); torch 2.11 brings CUDA 13's runtime only, so add CUDA 12's (a small wheel)
 PACKAGES = ["deepmd-kit[torch,lmp]==3.2.0", "nvidia-cuda-runtime-cu12"]
 MASSES = {"O": 15.9994, "H": 1.00794}  # amu, both engines
+MVV2E = 1.0364269e-4  # LAMMPS metal: eV per amu Å²/ps²
 MARKS = (0, 1, 10, 50, 100, 200, 500, 1000, 2000, 5000)
 
 
@@ -173,6 +174,12 @@ def run_ase(atoms, model_path: Path, steps: int, dt_fs: float) -> dict:
 
     torch.set_num_threads(1)
     atoms = atoms.copy()
+    # LAMMPS metal units turn F/m into Å/ps² with 1/MVV2E, MVV2E = 1.0364269e-4 (8 digits);
+    # ASE's CODATA constants differ by ~1e-8, a systematic drift of ~1e-10 eV/Å per step. Masses
+    # scaled by MVV2E (1 ps)² in ASE time units give LAMMPS's accelerations exactly (positions
+    # and forces are compared; velocities in ASE units then differ by that factor).
+    atoms.set_masses(atoms.get_masses() * MVV2E * (1000 * units.fs) ** 2)
+    atoms.set_momenta(atoms.get_momenta() * MVV2E * (1000 * units.fs) ** 2)
     atoms.calc = DeepPotCalculator(load_model(model_path))
     energies, forces = [], []
 
@@ -233,6 +240,7 @@ def main(argv=None) -> int:
     ap.add_argument("--temp", type=float, default=300.0, help="initial temperature (K)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--work", type=Path)
+    ap.add_argument("--reuse", action="store_true", help="reuse the LAMMPS trajectory in --work")
     a = ap.parse_args(argv)
     why = ensure_lammps()
     if why is not None:
@@ -240,10 +248,19 @@ def main(argv=None) -> int:
         return 0
     work = a.work or Path(tempfile.mkdtemp(prefix="lammps_deepmd_"))
     work.mkdir(parents=True, exist_ok=True)
-    model = export(a.model, work)
+    reuse = a.reuse and (work / "traj.dump").exists()  # the LAMMPS run of an earlier call
+    model = (a.model or work / "model.pt") if reuse else export(a.model, work)
     atoms, names = start_frame(a.temp, a.seed)
     write_lammps(atoms, names, work, a.steps, a.dt)
-    lmp = run_lammps(work, a.steps)
+    if reuse:
+        loop = [float(x.split()[3]) for x in (work / "log.lammps").read_text().splitlines()
+                if x.startswith("Loop time of")]
+        with open(work / "traj.dump") as f:
+            n = int([f.readline() for _ in range(4)][3])
+        lmp = {"energy": np.loadtxt(work / "pe.txt", comments="#")[:, 1],
+               "forces": _read_dump(work / "traj.dump", n), "loop_s": loop[-1]}
+    else:
+        lmp = run_lammps(work, a.steps)
     ase = run_ase(atoms, model, a.steps, a.dt)
     print(f"\nwater data_3 frame 0, {len(atoms)} atoms, NVE {a.steps} x {a.dt} fs from {a.temp} K\n")
     print(report(lmp, ase, len(atoms), a.steps))
