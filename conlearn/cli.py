@@ -41,7 +41,7 @@ def cmd_train(args) -> int:
         cfg.training.device = args.device
     out = Path(args.output)
     with _no_empty_dir_left(out):  # bad data or model files are found after the mkdir
-        trainer = Trainer(cfg, out, init_model=args.init_model)
+        trainer = Trainer(cfg, out, init_model=args.init_model, trust_init=args.trust_file)
     model = trainer.run()
     print(f"model written to {model}; learning curve {out / 'lcurve.png'}")
     return 0
@@ -57,7 +57,7 @@ def cmd_test(args) -> int:
     for m in args.model:
         if Path(m).is_dir():
             raise UserError(f"{m}: is a directory, not a model file (its model.pt?)")
-    models = [load_model(m, device) for m in args.model]
+    models = [load_model(m, device, trust=args.trust_file) for m in args.model]
     check_committee(models, args.model)  # one type map, rcut and sel, or the RMSEs are wrong
     systems = load_systems(args.data)
     plot_dir = Path(args.output) if args.output else Path(args.model[0]).resolve().parent / "test"
@@ -121,8 +121,42 @@ def cmd_compress(args) -> int:
     from .atoms.deeppot.compress import compress_file
 
     print(compress_file(args.model, args.output, step=args.step, extrapolate=args.extrapolate,
-                        min_dist=args.min_dist, data=args.data))
+                        min_dist=args.min_dist, data=args.data, trust=args.trust_file))
     return 0
+
+
+def cmd_convert(args) -> int:
+    from .atoms.modelfile import convert
+    from .errors import UserError
+
+    if args.output and len(args.model) > 1:
+        raise UserError("-o/--output takes one model; convert several without it")
+    for path in args.model:
+        print(f"{path} -> {convert(path, args.output)}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .atoms.deeppot.interchange import export_model
+
+    out = export_model(args.model, args.output)
+    print(f"deepmd-kit model written to {out} (`dp convert-backend {out} {out.with_suffix('.pth')}` "
+          "gives the PyTorch model for dp test, DeepPot and LAMMPS)")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from .atoms.deeppot.interchange import import_model
+
+    s = import_model(args.model, args.output).spec
+    print(f"conlearn model written to {args.output} (se_e2_a, type_map {s.type_map}, sel {s.sel}, "
+          f"rcut {s.rcut} Å, {s.precision})")
+    return 0
+
+
+TRUST_HELP = ("also read a model file written by an earlier conlearn version that needs pickle: this "
+              "runs code named in the file, so only for files you trust; `conlearn convert` it once "
+              "(docs/models.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-o", "--output", default="train_out", help="output directory (resumes if it has a checkpoint)")
     t.add_argument("--init-model", default=None, help="start from this model's weights (fine-tuning)")
     t.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N")
+    t.add_argument("--trust-file", action="store_true", help=TRUST_HELP + " (for --init-model)")
     t.set_defaults(func=cmd_train)
     s = sub.add_parser("test", help="errors of a model (or committee) on labelled data")
     s.add_argument("--model", "-m", action="append", required=True, help="model.pt (repeat for a committee)")
@@ -141,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     s.add_argument("-o", "--output", default=None, help="directory for parity plots")
     s.add_argument("--device", default=None)
+    s.add_argument("--trust-file", action="store_true", help=TRUST_HELP)
     s.set_defaults(func=cmd_test)
     d = sub.add_parser("demo", help="the embedded default job (Al, EMT reference)")
     d.add_argument("--out", default="runs/demo")
@@ -171,7 +207,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--min-dist", type=float, default=None, help="smallest neighbour distance, Å "
                    "(default: measured on --data, else 0.5)")
     c.add_argument("--data", "-d", action="append", default=None, help="training data (for --min-dist)")
+    c.add_argument("--trust-file", action="store_true", help=TRUST_HELP)
     c.set_defaults(func=cmd_compress)
+    v = sub.add_parser("convert", help="re-save model files of earlier conlearn versions in the safe "
+                       "format (reads them with pickle: only files you trust)")
+    v.add_argument("model", nargs="+")
+    v.add_argument("-o", "--output", default=None, help="output file (one model; default: in place "
+                   "for .pt, NAME.npz for GP pickles)")
+    v.set_defaults(func=cmd_convert)
+    ex = sub.add_parser("export", help="write a DeepPot as deepmd-kit's .dp (dp convert-backend, LAMMPS)")
+    ex.add_argument("model", help="conlearn model file (model.pt)")
+    ex.add_argument("-o", "--output", required=True, help="deepmd-kit model file to write, ending in .dp")
+    ex.set_defaults(func=cmd_export)
+    im = sub.add_parser("import", help="read a deepmd-kit se_e2_a model (.dp, .yaml, .pth, .pt) as a "
+                        "conlearn model")
+    im.add_argument("model", help="deepmd-kit model: .dp or .yaml, frozen .pth, or training checkpoint .pt")
+    im.add_argument("-o", "--output", required=True, help="conlearn model file to write (model.pt)")
+    im.set_defaults(func=cmd_import)
     return p
 
 

@@ -11,6 +11,7 @@ config (run, training, resources; all workflows) is validated this way (:func:`s
 from __future__ import annotations
 
 import json
+import re
 import typing
 from pathlib import Path
 from typing import Iterable, TypeVar
@@ -112,6 +113,22 @@ def _strip_comments(data):
     return data
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader reading numbers as YAML 1.2 and JSON do: ``1e-5`` and ``1E5`` are
+    floats (YAML 1.1, PyYAML's default, makes them strings, which the strict number check
+    would then refuse)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
 def read_raw(path: str | Path) -> tuple[dict, dict[tuple, int]]:
     """The file's data (comments dropped) and the line of every key."""
     path = Path(path)
@@ -119,8 +136,8 @@ def read_raw(path: str | Path) -> tuple[dict, dict[tuple, int]]:
         raise ConfigError(f"config file {path} does not exist")
     text = path.read_text()
     try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as err:  # one line: where, what, and what it was inside
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)

@@ -62,15 +62,14 @@ def untrusted_message(path: Path, detail: str = "") -> str:
     return (f"{path}: written by an earlier conlearn version (or by another program) as a "
             f"pickle{f' naming {detail}' if detail else ''}: reading it needs code execution, "
             "which a model file must never need. If you trust the file, load it with trust=True "
-            "(CLI: --trust-file) and convert it once: python -c \"from conlearn.atoms.modelfile "
-            f"import convert; convert('{path}')\"")
+            f"(CLI: --trust-file) and convert it once: conlearn convert {path}")
 
 
 def _legacy_warning(path: Path, fmt: str) -> None:
     warnings.warn(
         f"{path}: an earlier conlearn format read by running its pickle (trust=True); re-save it "
-        f"in the safe format once: python -c \"from conlearn.atoms.modelfile import convert; "
-        f"convert('{path}')\" (writes {_new_path(path, fmt)})", LegacyFileWarning, stacklevel=3)
+        f"in the safe format once: conlearn convert {path} (writes {_new_path(path, fmt)})",
+        LegacyFileWarning, stacklevel=3)
 
 
 def guess_format(data: Any) -> str | None:

@@ -13,8 +13,8 @@ from .observers import BaseObserver
 class ConsoleProgress(BaseObserver):
     """tqdm bars on stderr (hidden when not a terminal) plus concise iteration lines."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
+    def __init__(self, stream=None):
+        self.stream = stream if stream is not None else sys.stderr  # the stderr of now, not of import
         self.bar = None
         self.t0 = time.perf_counter()
 

@@ -66,3 +66,18 @@ def test_type_adapter_and_nested_locations():
     with pytest.raises(ValidationError) as e:
         strict_validate(adapter, {"rcut": "4"})
     assert e.value.errors()[0]["loc"] == ("rcut",) and e.value.errors()[0]["type"] == "float_type"
+
+
+@pytest.mark.parametrize("name, text", [
+    ("c.yaml", "temperature: 1e-5\ntemps: [1E3, -2e2, .5]\n"),
+    ("c.json", '{"temperature": 1e-05, "temps": [1E3, -2e2, 0.5]}'),
+])
+def test_exponent_numbers_are_floats_in_yaml_and_json(tmp_path, name, text):
+    """``1e-5`` is a number in JSON and YAML 1.2 (PyYAML's YAML 1.1 reads it as a string, which
+    the strict rule would refuse: start_lr: 1e-3 is how deepmd-kit users write it)."""
+    (tmp_path / name).write_text(text)
+    s = load_config(tmp_path / name, Settings)
+    assert s.temperature == 1e-5 and s.temps == [1000.0, -200.0, 0.5]
+    (tmp_path / name).write_text(text.replace("1e-5", '"1e-5"').replace("1e-05", '"1e-05"'))
+    with pytest.raises(ConfigError, match="temperature"):
+        load_config(tmp_path / name, Settings)
