@@ -129,11 +129,12 @@ _Loader.add_implicit_resolver(
     list("-+0123456789."))
 
 
-def read_raw(path: str | Path) -> tuple[dict, dict[tuple, int]]:
-    """The file's data (comments dropped) and the line of every key."""
+def read_raw(path: str | Path, what: str = "config file") -> tuple[dict, dict[tuple, int]]:
+    """The file's data (comments dropped) and the line of every key; ``what`` names the kind
+    of file in the error when it does not exist."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        raise ConfigError(f"{what} {path} does not exist")
     text = path.read_text()
     try:
         node = yaml.compose(text, Loader=_Loader)
@@ -209,9 +210,9 @@ def validate(model: type[M], data: dict, *, source: str = "<config>",
         raise config_error(err, model, source=source, lines=lines) from None
 
 
-def load_config(path: str | Path, model: type[M]) -> M:
+def load_config(path: str | Path, model: type[M], what: str = "config file") -> M:
     """Read and validate ``path`` (YAML or JSON) as ``model``."""
-    data, lines = read_raw(path)
+    data, lines = read_raw(path, what)
     return validate(model, data, source=str(path), lines=lines)
 
 

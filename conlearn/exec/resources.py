@@ -135,7 +135,7 @@ def load_resources(path: str | Path) -> ResourcesSpec:
     """Read and validate a resources YAML/JSON file (errors name file, line and key)."""
     from ..configfile import load_config
 
-    return load_config(path, ResourcesSpec)
+    return load_config(path, ResourcesSpec, what="resources file")
 
 
 def resources_from_dict(data: dict, source: str = "<resources>") -> ResourcesSpec:

@@ -284,7 +284,7 @@ CASES = [
     Case("resources-quoted-workers", resources("cluster:\n  kind: processes\n  workers: '4'\n"),
          (r"res\.yaml:3", r"cluster\.workers", "without quotes")),
     Case("resources-missing", lambda tmp, m: ["run", str(write_text(tmp / "c.yaml", dpgen_text())), "--out", str(tmp / "run"),
-                                              "--resources", str(tmp / "absent_res.yaml")], (r"absent_res\.yaml",)),
+                                              "--resources", str(tmp / "absent_res.yaml")], (r"resources file .*absent_res\.yaml",)),
     # --- command line
     Case("status-not-a-run", lambda tmp, m: ["status", str(tmp)], (r"not a conlearn run directory",)),
     Case("report-missing-dir", lambda tmp, m: ["report", str(tmp / "run")], (r"run",)),
