@@ -211,7 +211,7 @@ def test_legacy_files_need_trust_warn_and_convert(tmp_path):
     water, held = water_box(n_molecules=8, seed=5), _al(9)
     for path, name in ((old_pt, "pathlib.PosixPath"), (old_gp, ""), (old_map, "")):
         with pytest.raises(UntrustedFileError, match=rf"{path.name}: written by an earlier conlearn version"
-                                                     rf".*{name}.*needs code execution.*convert\('"):
+                                                     rf".*{name}.*needs code execution.*conlearn convert .*{path.name}"):
             conlearn.load_calculator(path)
     with pytest.warns(LegacyFileWarning, match=r"old.pt: an earlier conlearn format .*re-save it"):
         calc = conlearn.load_calculator(old_pt, device="cpu", trust=True)
