@@ -105,5 +105,6 @@ def label_condition(params: dict, nx: int, t_end: float, n_snapshots: int, degre
 
 
 def ensemble(models, **solver) -> MomentClosure:
-    """The MomentClosure of TrainResults (their first model path each); solver: wave_speed, cfl, w_damping."""
+    """The MomentClosure of TrainResults (their first model path each); solver: wave_speed, cfl, w_damping,
+    flux, scheme."""
     return MomentClosure([Member.load(m.model_paths[0]) for m in models], **solver)

@@ -143,6 +143,9 @@ class Solver(_Strict):
     flux: Literal["hllc", "rusanov"] = Field("hllc", description="U's flux in the final model's solve: HLLC on the "
                                              "Euler part where the mean free path is below a cell, else Rusanov "
                                              "(exploration's member solves use Rusanov)")
+    scheme: Literal["hancock", "rk2"] = Field(
+        "hancock", description="time stepping of the final model's solve: MUSCL-Hancock (one closure "
+        "evaluation per step) or SSP-RK2 (two; exploration's member solves use RK2)")
 
     @model_validator(mode="after")
     def _stable(self):

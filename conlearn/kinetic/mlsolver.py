@@ -183,28 +183,32 @@ class MomentClosure:
     """
 
     def __init__(self, members: list[Member], wave_speed: float = 3.0, cfl: float = 0.45, w_damping: float = 2.0,
-                 flux: str = "hllc", dtype: str = "float32"):
+                 flux: str = "hllc", dtype: str = "float32", scheme: str = "hancock"):
         from .fused import MeanClosure
-        from .meansolve import FLUXES
+        from .meansolve import FLUXES, SCHEMES
 
         if not members:
             raise ValueError("a moment closure needs at least one member")
         if flux not in FLUXES:
             raise ValueError(f"flux: unknown flux {flux!r}; allowed: {', '.join(FLUXES)}")
+        if scheme not in SCHEMES:
+            raise ValueError(f"scheme: unknown time stepping {scheme!r}; allowed: {', '.join(SCHEMES)}")
         self.members = list(members)
         self.stacked = StackedClosure(self.members)
         self.mean = MeanClosure(self.members, np.dtype(dtype))
         self.wave_speed, self.cfl, self.w_damping, self.flux = float(wave_speed), float(cfl), float(w_damping), flux
+        self.scheme = scheme
 
     @property
     def settings(self) -> dict:
-        return {"wave_speed": self.wave_speed, "cfl": self.cfl, "w_damping": self.w_damping, "flux": self.flux}
+        return {"wave_speed": self.wave_speed, "cfl": self.cfl, "w_damping": self.w_damping, "flux": self.flux,
+                "scheme": self.scheme}
 
     def solve(self, x, rho, u, T, kn, t_end, bc="periodic", members: bool = False) -> dict:
         from .meansolve import solve
 
         out = solve(self.mean, x, rho, u, T, kn, t_end, bc, wave_speed=self.wave_speed, cfl=self.cfl,
-                    w_damping=self.w_damping, flux=self.flux)
+                    w_damping=self.w_damping, flux=self.flux, scheme=self.scheme)
         if members:
             runs = solve_stack(self.stacked, x, rho, u, T, kn, t_end, bc, wave_speed=self.wave_speed, cfl=self.cfl,
                                w_damping=self.w_damping)

@@ -50,6 +50,7 @@ def test_good_config_and_specs(tmp_path):
     ("grid: {nx: 64, t_end: 0.1}", "grid: {nx: 64, t_end: 0.1, dx: 3}", 2, "grid.dx"),
     ("grid: {nx: 64, t_end: 0.1}", "grid: {nx: 64, t_end: 0.1}\nclosure: {hyperbolic: -1}", 3, "closure.hyperbolic"),
     ("grid: {nx: 64, t_end: 0.1}", "grid: {nx: 64, t_end: 0.1}\nsolver: {flux: roe}", 3, "solver.flux"),
+    ("grid: {nx: 64, t_end: 0.1}", "grid: {nx: 64, t_end: 0.1}\nsolver: {scheme: rk4}", 3, "solver.scheme"),
 ])
 def test_errors_name_file_line_and_key(tmp_path, old, new, line, key):
     assert old in GOOD
