@@ -36,7 +36,7 @@ QUICK = {
     "labeling": {"n_steps": 1000, "equil_steps": 200},
     "selection": {"trust_lo": 15, "max_select": 8},
     "loop": {"max_iterations": 3},
-    "evaluation": {"n_steps": 3000, "equil_steps": 500, "save_every": 20, "r_max": 0.6},
+    "evaluation": {"n_steps": 3000, "equil_steps": 500, "r_max": 0.6},  # save_every, ml_every: the example's
 }
 
 
