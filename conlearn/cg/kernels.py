@@ -1,4 +1,4 @@
-"""A fused pair-table kernel (numba, which comes with openmmtools) for the CG MD hot loop.
+"""A fused pair-table kernel (numba, a core dependency) for the CG MD hot loop.
 
 One pass over the pair list: distance, cutoff test, cubic evaluation, force accumulation.
 Used by :class:`conlearn.cg.potential.PairTable` on uniform grids when numba imports; the
@@ -11,7 +11,7 @@ import numpy as np
 
 try:
     import numba
-except ImportError:                     # pragma: no cover - numba ships with openmmtools
+except ImportError:                     # pragma: no cover - numba is a core dependency
     numba = None
 
 

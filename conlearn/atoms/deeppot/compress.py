@@ -30,9 +30,19 @@ from torch.autograd.function import once_differentiable
 
 from .descriptor import add_padding, switch
 from .model import DeepPot, DeepPotSpec
+from . import tabkernel
 from .tabulate import Table
 
 DEFAULT_MIN_DIST = 0.5  # Å; with extrapolate 5 the table reaches s(0.1 Å), the overlap limit
+
+
+FUSED = tabkernel.available()  # module switch: False forces the torch path (tests compare the two)
+
+
+def use_kernel(x: torch.Tensor, table: Table) -> bool:
+    """Whether the fused numba kernels (:mod:`.tabkernel`) evaluate this block: CPU tensors of
+    the table's dtype, numba present and :data:`FUSED` on."""
+    return FUSED and x.device.type == "cpu" and x.dtype == table.coef.dtype and table.coef.device.type == "cpu"
 
 
 class TabulatedContraction(torch.autograd.Function):
@@ -45,6 +55,13 @@ class TabulatedContraction(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, rows: torch.Tensor, table: Table) -> torch.Tensor:
         n, k = x.shape
         need = any(ctx.needs_input_grad[:2])
+        ctx.fused = use_kernel(x, table)
+        if ctx.fused:  # one numba pass; the backward recomputes G, dG/dx (nothing [pairs, M] stored)
+            x, rows = x.detach().contiguous(), rows.detach().contiguous()
+            if need:
+                ctx.save_for_backward(x, rows)
+                ctx.table = table
+            return torch.from_numpy(tabkernel.forward(x.numpy(), rows.numpy(), table))
         g, dg = table.evaluate(x.reshape(-1), derivative=need)
         g = g.view(n, k, -1)
         if need:
@@ -54,6 +71,10 @@ class TabulatedContraction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_t: torch.Tensor):
+        if ctx.fused:
+            x, rows = ctx.saved_tensors
+            gx, gr = tabkernel.backward(x.numpy(), rows.numpy(), ctx.table, grad_t.contiguous().numpy())
+            return torch.from_numpy(gx), torch.from_numpy(gr), None
         rows, g, dg = ctx.saved_tensors
         gt = grad_t.transpose(1, 2)  # [n, M, 4]
         grad_rows = torch.bmm(g, gt)  # [n, k, 4]

@@ -228,3 +228,31 @@ def test_dpgen_explorer_runs_compressed_committee(tmp_path):
     a, b = (np.array([c.deviation for c in runs[k].candidates]) for k in ("exact", "compressed"))
     assert len(a) == len(b) == 3 and runs["compressed"].meta["blew_up"] is None
     assert np.abs(a - b).max() < 1e-8, (a, b)
+
+
+@pytest.mark.skipif(not __import__("conlearn.atoms.deeppot.tabkernel", fromlist=["x"]).available(),
+                    reason="numba is not installed")
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+@pytest.mark.parametrize("type_one_side", [False, True])
+def test_fused_kernels_equal_torch_path(monkeypatch, precision, type_one_side):
+    """The numba kernels (tabkernel) and the embedding_bag + bmm path give the same energy,
+    forces and virial, also with pairs outside the table (exact-net fallback mixed in)."""
+    from conlearn.atoms.deeppot import compress
+
+    exact = small_model(precision, type_one_side)
+    frames = [water_box(n_molecules=8, seed=s) for s in (4, 5)]
+    for min_dist, extrapolate in ((0.8, 5.0), (2.0, 1.0)):  # the second leaves the O-H pairs outside
+        comp = compress_model(exact, step=0.02, min_dist=min_dist, extrapolate=extrapolate)
+        g = comp.graph([(a.positions, a.cell.array, a.pbc, [comp.type_map.index(s) for s in a.get_chemical_symbols()])
+                        for a in frames])
+        out = {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for fused in (False, True):
+                monkeypatch.setattr(compress, "FUSED", fused)
+                out[fused] = {k: v.detach().numpy() for k, v in comp.evaluate(g, virial=True).items()}
+        tol = 1e-11 if precision == "float64" else 2e-5
+        for key in ("energy", "forces", "virial"):
+            a, b = out[False][key], out[True][key]
+            scale = max(1.0, float(np.abs(a).max()))
+            assert np.abs(a - b).max() <= tol * scale, (key, min_dist, np.abs(a - b).max())
