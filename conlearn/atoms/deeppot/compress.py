@@ -206,7 +206,8 @@ def table_ranges(model: DeepPot, min_dist: float, extrapolate: float) -> list[tu
         centres = range(d.n_types) if d.type_one_side else [k // d.n_types]
         lower = min(float(-avg[t] / std[t]) for t in centres)
         upper = max(float((s_max - avg[t]) / std[t]) for t in centres)
-        out.append((lower, upper, lower + extrapolate * (upper - lower)))
+        # max(): with extrapolate 1, lower + (upper - lower) may round one ulp below upper
+        out.append((lower, upper, max(upper, lower + extrapolate * (upper - lower))))
     return out
 
 

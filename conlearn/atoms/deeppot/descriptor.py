@@ -84,17 +84,21 @@ class DescrptSeA(nn.Module):
         ti = g.atom_types
         rows = (rows - self.avg[ti].unsqueeze(1)) / self.std[ti].unsqueeze(1)
         s_in = rows[:, :, :1].contiguous()  # embedding input: the normalised s(r)
-        blocks = []
+        # T = Σ_blocks R̂_blockᵀ G_block, one product per net: the [N, K, M1] embedding of all
+        # slots is never concatenated (a fresh array of that size costs as much as the product)
+        parts = []
         for tj, (s, e) in enumerate(g.slot_slices):
             if e == s:
                 continue
             if self.type_one_side:
-                blocks.append(self.net(0, tj)(s_in[:, s:e]))
+                parts.append(torch.bmm(rows[:, s:e].transpose(1, 2), self.net(0, tj)(s_in[:, s:e])))
             else:
-                blocks.append(torch.cat([self.net(t, tj)(s_in[a:b, s:e])
-                                         for t, (a, b) in enumerate(g.type_slices)]))
-        emb = torch.cat(blocks, dim=1) if blocks else rows.new_zeros(g.n_atoms, 0, self.neuron[-1])
-        t = torch.bmm(rows.transpose(1, 2), emb)  # [N, 4, M1]
+                parts.append(torch.cat([torch.bmm(rows[a:b, s:e].transpose(1, 2), self.net(t, tj)(s_in[a:b, s:e]))
+                                        for t, (a, b) in enumerate(g.type_slices)]))
+        if parts:
+            t = parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)  # [N, 4, M1]
+        else:  # no pairs: zeros that still depend on the pair vectors, as autograd needs
+            t = torch.bmm(rows.transpose(1, 2), rows.new_zeros(*rows.shape[:2], self.neuron[-1]))
         # slots beyond K_t up to sel_t are empty too: each adds R̂_pad ⊗ G(R̂_pad[0]).
         t = add_padding(t, self._padding(g)) / self.nnei
         d = torch.matmul(t.transpose(1, 2), t[:, :, : self.axis_neuron])
