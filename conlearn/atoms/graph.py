@@ -78,6 +78,43 @@ def frame_graph(positions, cell, pbc, types, *, rcut: float, sel: list[int],
     return FrameGraph(types=types, pairs=pairs, counts=counts, rcut=float(rcut))
 
 
+def _fill_slots_numpy(pi, pj, tj, vec, starts, n_types, far, nbr_vec, nbr_j) -> None:
+    """Each pair into the next free slot of its centre's neighbour-type block, in pair order
+    (a stable sort by (centre, type)); empty slots get the vector ``(far, 0, 0)``."""
+    key = pi * n_types + tj
+    srt = np.argsort(key, kind="stable")
+    key_s = key[srt]
+    first = np.searchsorted(key_s, key_s, side="left")
+    slot = np.empty(len(key), dtype=np.int64)
+    slot[srt] = starts[tj[srt]] + (np.arange(len(key)) - first)
+    nbr_vec[:, :, 0] = far
+    nbr_vec[pi, slot] = vec
+    nbr_j[pi, slot] = pj
+
+
+def _fill_slots_loop(pi, pj, tj, vec, starts, n_types, far, nbr_vec, nbr_j) -> None:
+    """The same in one pass over the pairs (compiled with numba)."""
+    n, k = nbr_j.shape
+    for a in range(n):
+        for s in range(k):
+            nbr_vec[a, s, 0] = far
+    used = np.zeros((n, n_types), dtype=np.int64)
+    for p in range(len(pi)):
+        a, t = pi[p], tj[p]
+        s = starts[t] + used[a, t]
+        used[a, t] += 1
+        nbr_vec[a, s, 0], nbr_vec[a, s, 1], nbr_vec[a, s, 2] = vec[p, 0], vec[p, 1], vec[p, 2]
+        nbr_j[a, s] = pj[p]
+
+
+try:
+    import numba
+
+    _fill_slots = numba.njit(cache=True)(_fill_slots_loop)
+except ImportError:  # pragma: no cover - numba is a dependency
+    _fill_slots = _fill_slots_numpy
+
+
 def collate(frames: list[FrameGraph], n_types: int, *, dtype=torch.float64, device="cpu") -> Graph:
     """Concatenate frames into one type-sorted, padded ``Graph`` on ``device``."""
     offsets = np.cumsum([0] + [len(f.types) for f in frames])
@@ -95,19 +132,11 @@ def collate(frames: list[FrameGraph], n_types: int, *, dtype=torch.float64, devi
     counts = np.concatenate([f.counts for f in frames])[order]
     k_t = counts.max(0) if n else np.zeros(n_types, dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(k_t)])
-    key = pi * n_types + tj
-    srt = np.argsort(key, kind="stable")
-    key_s = key[srt]
-    first = np.searchsorted(key_s, key_s, side="left")
-    slot = np.empty(len(key), dtype=np.int64)
-    slot[srt] = starts[tj[srt]] + (np.arange(len(key)) - first)
     k = int(starts[-1])
     far = max(f.rcut for f in frames) + 1.0 if frames else 1.0
     nbr_vec = np.zeros((n, k, 3))
-    nbr_vec[:, :, 0] = far
-    nbr_vec[pi, slot] = vec
     nbr_j = np.full((n, k), n, dtype=np.int64)
-    nbr_j[pi, slot] = pj
+    _fill_slots(pi, pj, tj, vec, starts, n_types, far, nbr_vec, nbr_j)
     bounds = np.searchsorted(types, np.arange(n_types + 1))
     t = lambda a, dt=torch.long: torch.as_tensor(a, dtype=dt, device=device)  # noqa: E731
     return Graph(
