@@ -146,11 +146,17 @@ class Solver(_Strict):
     scheme: Literal["hancock", "rk2"] = Field(
         "hancock", description="time stepping of the final model's solve: MUSCL-Hancock (one closure "
         "evaluation per step) or SSP-RK2 (two; exploration's member solves use RK2)")
+    w_implicit: bool = Field(True, description="final model's solve: W's Rusanov damping implicit (one tridiagonal "
+                             "solve per step; scheme hancock only), so its step is implicit_cfl instead of cfl")
+    implicit_cfl: float = Field(0.75, gt=0, le=1, description="CFL number (on |u| + wave_speed*sqrt(T)) of the "
+                                "final model's solve when w_implicit")
 
     @model_validator(mode="after")
     def _stable(self):
         if self.cfl * self.w_damping > 1:
             raise ValueError(f"cfl * w_damping = {self.cfl * self.w_damping:g} > 1 is unstable")
+        if self.w_implicit and self.scheme != "hancock":
+            raise ValueError("w_implicit: true needs scheme: hancock")
         return self
 
 

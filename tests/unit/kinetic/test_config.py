@@ -51,6 +51,9 @@ def test_good_config_and_specs(tmp_path):
     ("grid: {nx: 64, t_end: 0.1}", "grid: {nx: 64, t_end: 0.1}\nclosure: {hyperbolic: -1}", 3, "closure.hyperbolic"),
     ("grid: {nx: 64, t_end: 0.1}", "grid: {nx: 64, t_end: 0.1}\nsolver: {flux: roe}", 3, "solver.flux"),
     ("grid: {nx: 64, t_end: 0.1}", "grid: {nx: 64, t_end: 0.1}\nsolver: {scheme: rk4}", 3, "solver.scheme"),
+    ("grid: {nx: 64, t_end: 0.1}", "grid: {nx: 64, t_end: 0.1}\nsolver: {w_implicit: maybe}", 3, "solver.w_implicit"),
+    ("grid: {nx: 64, t_end: 0.1}", "grid: {nx: 64, t_end: 0.1}\nsolver: {implicit_cfl: 1.5}", 3,
+     "solver.implicit_cfl"),
 ])
 def test_errors_name_file_line_and_key(tmp_path, old, new, line, key):
     assert old in GOOD
@@ -59,6 +62,15 @@ def test_errors_name_file_line_and_key(tmp_path, old, new, line, key):
     msg = str(err.value)
     assert f"k.yaml:{line}: {key}" in msg.replace(": unknown key '", ": ").replace("'", ""), msg
     assert list(tmp_path.iterdir()) == [tmp_path / "k.yaml"]     # nothing written
+
+
+def test_implicit_w_damping_needs_the_hancock_scheme(tmp_path):
+    cfg, _ = load(tmp_path, GOOD)
+    assert cfg.solver.w_implicit is True and cfg.solver.implicit_cfl == 0.75
+    with pytest.raises(ConfigError, match="w_implicit: true needs scheme: hancock"):
+        load(tmp_path, GOOD + "solver: {scheme: rk2}\n")
+    cfg, _ = load(tmp_path, GOOD + "solver: {scheme: rk2, w_implicit: false}\n")
+    assert cfg.solver.scheme == "rk2"
 
 
 def test_velocity_messages_say_what_is_wrong(tmp_path):
