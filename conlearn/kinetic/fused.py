@@ -93,6 +93,11 @@ class MeanClosure:
         self.out = np.concatenate([np.concatenate([o[:, :H] for o in out], 1),
                                    np.concatenate([o[:, H:] for o in out], 1)], 1).astype(dt)   # [6M, K (H + M)]
         self.c = c[:, None]                                                         # [6M, 1]
+        K, M = self.K, self.M
+        self._Tc = self.T.reshape(K * M, M)                                          # member maps as one matmul
+        self._tc, self._loc, self._hic = (a.reshape(K * M, 1) for a in (self.t, self.lo, self.hi))
+        self._H = H
+        self._buf: dict[int, tuple] = {}
 
     def clip(self, w: np.ndarray) -> np.ndarray:
         """Member-0 moments w [M, N] clipped to member 0's training range."""
@@ -102,15 +107,37 @@ class MeanClosure:
         """Every member's clipped moments [K, M, N] of member-0 moments w [M, N]."""
         return np.minimum(np.maximum(self.T @ w.astype(self.dtype, copy=False) + self.t, self.lo), self.hi)
 
+    def _buffers(self, N: int) -> tuple:
+        """Work arrays for N points (kept: the solver calls terms with one N many times)."""
+        if N not in self._buf:
+            if len(self._buf) > 8:
+                self._buf.clear()
+            K, M, H = self.K, self.M, self._H
+            x = np.empty((K * (H + M), N), self.dtype)                              # [last hidden; wk]
+            hs = [np.empty((K, len(W[0]), N), self.dtype) for W, _ in self.hidden]
+            self._buf[N] = (x, hs, np.empty((6 * M, N), self.dtype))
+        return self._buf[N]
+
     def terms(self, w: np.ndarray) -> np.ndarray:
-        """Closure terms [6, M, N] (order NAMES) of member-0 moments w [M, N] (fields first)."""
-        wk = self._member_moments(w)
-        h = wk
-        for W, b in self.hidden:
-            h = np.tanh(W @ h + b)
+        """Closure terms [6, M, N] (order NAMES, float64) of member-0 moments w [M, N] (fields first).
+
+        Written into work arrays kept per N (no large temporaries): the result is a new array."""
         N = w.shape[1]
-        x = np.concatenate([h.reshape(-1, N), wk.reshape(-1, N)])                   # [K (H + M), N]
-        return (self.out @ x + self.c).reshape(6, self.M, N)
+        K, M = self.K, self.M
+        x, hs, o = self._buffers(N)
+        wk = x[K * self._H:]                                                         # [K M, N]
+        np.matmul(self._Tc, w.astype(self.dtype, copy=False), out=wk)
+        wk += self._tc
+        np.maximum(wk, self._loc, out=wk)
+        np.minimum(wk, self._hic, out=wk)
+        h = wk.reshape(K, M, N)
+        hs = hs[:-1] + [x[:K * self._H].reshape(K, self._H, N)]                     # the last layer writes into x
+        for (W, b), out in zip(self.hidden, hs):
+            np.matmul(W, h, out=out)
+            out += b
+            h = np.tanh(out, out=out)
+        np.matmul(self.out, x, out=o)
+        return (o + self.c).reshape(6, M, N)
 
     def coefficients(self, w: np.ndarray) -> dict[str, np.ndarray]:
         """As :meth:`Member.coefficients`: w [N, M] -> dict of [N, M]."""

@@ -217,16 +217,19 @@ def hancock_step(U, W, closure, kn, dt, dx, idx, c, flux="hllc", w_damping=2.0, 
 
 
 def solve(closure, x, rho, u, T, kn, t_end, bc="periodic", *, wave_speed=3.0, cfl=0.45, w_damping=2.0,
-          flux="hllc", scheme="hancock") -> dict:
+          flux="hllc", scheme="hancock", w_implicit=False) -> dict:
     """The moment-system solution at t_end from the Maxwellian rho, u, T [nx] with one closure
     (``terms(w [M, N]) -> [6, M, N]``, ``clip``, ``w_eq``; e.g. :class:`.fused.MeanClosure`).
-    Time step dt = cfl dx / max(|u| + wave_speed sqrt(T)) (stable for cfl * w_damping <= 1).
+    Time step dt = cfl dx / max(|u| + wave_speed sqrt(T)) (stable for cfl * w_damping <= 1; with
+    ``w_implicit``, W's damping implicit (:mod:`.meanstep`, scheme "hancock" only), for cfl <= 1).
 
     Returns {"x", "rho", "u", "T", "w" [nx, M], "U" [nx, 3], "steps", "fallbacks", "wall_s"}."""
     if flux not in FLUXES:
         raise ValueError(f"flux: unknown flux {flux!r}; allowed: {', '.join(FLUXES)}")
     if scheme not in SCHEMES:
         raise ValueError(f"scheme: unknown time stepping {scheme!r}; allowed: {', '.join(SCHEMES)}")
+    if w_implicit and scheme != "hancock":
+        raise ValueError(f"w_implicit: the implicit W damping needs scheme 'hancock', got {scheme!r}")
     advance = hancock_step if scheme == "hancock" else step
     t0 = time.perf_counter()
     dx = fv.check_cells(x)
@@ -234,6 +237,13 @@ def solve(closure, x, rho, u, T, kn, t_end, bc="periodic", *, wave_speed=3.0, cf
     kn = fv.check_kn(kn)
     t_end = float(fv.check_times(t_end)[-1])
     idx = fv.ghost_index(len(x), bc)
+    if w_implicit:
+        from .meanstep import ImplicitHancock
+
+        stepper = ImplicitHancock(closure, len(x), dx, idx, kn, wave_speed, w_damping, flux)
+
+        def advance(U, W, closure, kn, dt, dx, idx, c, flux, w_damping, safe, P):
+            return stepper.step(U, W, P, dt, safe)
     U = np.stack([rho, rho * u, 0.5 * rho * u * u + 1.5 * rho * T])
     W = rho * closure.w_eq[:, None]
     P = primitives(U)

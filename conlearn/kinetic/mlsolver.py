@@ -183,7 +183,8 @@ class MomentClosure:
     """
 
     def __init__(self, members: list[Member], wave_speed: float = 3.0, cfl: float = 0.45, w_damping: float = 2.0,
-                 flux: str = "hllc", dtype: str = "float32", scheme: str = "hancock"):
+                 flux: str = "hllc", dtype: str = "float32", scheme: str = "hancock", w_implicit: bool = True,
+                 implicit_cfl: float = 0.75):
         from .fused import MeanClosure
         from .meansolve import FLUXES, SCHEMES
 
@@ -198,17 +199,25 @@ class MomentClosure:
         self.mean = MeanClosure(self.members, np.dtype(dtype))
         self.wave_speed, self.cfl, self.w_damping, self.flux = float(wave_speed), float(cfl), float(w_damping), flux
         self.scheme = scheme
+        if not isinstance(w_implicit, bool):
+            raise ValueError(f"w_implicit: must be true or false, got {w_implicit!r}")
+        if not 0 < implicit_cfl <= 1:
+            raise ValueError(f"implicit_cfl: must be in (0, 1], got {implicit_cfl!r}")
+        if w_implicit and scheme != "hancock":
+            raise ValueError("w_implicit: the implicit W damping needs scheme 'hancock'")
+        self.w_implicit, self.implicit_cfl = w_implicit, float(implicit_cfl)
 
     @property
     def settings(self) -> dict:
         return {"wave_speed": self.wave_speed, "cfl": self.cfl, "w_damping": self.w_damping, "flux": self.flux,
-                "scheme": self.scheme}
+                "scheme": self.scheme, "w_implicit": self.w_implicit, "implicit_cfl": self.implicit_cfl}
 
     def solve(self, x, rho, u, T, kn, t_end, bc="periodic", members: bool = False) -> dict:
         from .meansolve import solve
 
-        out = solve(self.mean, x, rho, u, T, kn, t_end, bc, wave_speed=self.wave_speed, cfl=self.cfl,
-                    w_damping=self.w_damping, flux=self.flux, scheme=self.scheme)
+        out = solve(self.mean, x, rho, u, T, kn, t_end, bc, wave_speed=self.wave_speed,
+                    cfl=self.implicit_cfl if self.w_implicit else self.cfl, w_damping=self.w_damping,
+                    flux=self.flux, scheme=self.scheme, w_implicit=self.w_implicit)
         if members:
             runs = solve_stack(self.stacked, x, rho, u, T, kn, t_end, bc, wave_speed=self.wave_speed, cfl=self.cfl,
                                w_damping=self.w_damping)
