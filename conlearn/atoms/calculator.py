@@ -37,11 +37,21 @@ def committee_deviation(forces: np.ndarray, virials: np.ndarray | None, n_atoms:
 
 
 class DeepPotCalculator(Calculator):
-    """ASE calculator over ``models`` (one DeepPot or a list: a committee)."""
+    """ASE calculator over ``models`` (one DeepPot or a list: a committee).
+
+    ``fast``: evaluate successive calls on one structure (MD: same atoms, moving positions)
+    with a :class:`~.deeppot.fast.FastEvaluator` (Verlet list kept on the model's device,
+    fixed shapes, the step captured as a CUDA graph on a GPU); rebuilt when the atoms, their
+    elements or the periodicity change, given the new cell when it changes. Default (None):
+    on when the models are on a GPU, where it removes the host work of every step; on a CPU the
+    normal path is as fast (the skin's extra pairs cost what the saved neighbour search does).
+    ``skin``: the Verlet skin, Å. Results are the normal path's to round-off.
+    """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
-    def __init__(self, models: DeepPot | list[DeepPot], **kwargs):
+    def __init__(self, models: DeepPot | list[DeepPot], *, fast: bool | None = None,
+                 skin: float = 0.5, **kwargs):
         super().__init__(**kwargs)
         self.models = list(models) if isinstance(models, (list, tuple)) else [models]
         tm = {tuple(m.type_map) for m in self.models}
@@ -50,6 +60,11 @@ class DeepPotCalculator(Calculator):
         self.type_map = self.models[0].type_map
         # members sharing one architecture are evaluated as one batched model
         self.stacked = StackedCommittee(self.models) if stackable(self.models) else None
+        self.fast = self.models[0].device.type == "cuda" if fast is None else bool(fast)
+        if skin <= 0:
+            raise ValueError(f"skin must be positive (Å), got {skin}")
+        self.skin = float(skin)
+        self._fast: tuple | None = None  # (key of the structure, FastEvaluator)
 
     def predict(self, atoms_list, *, stress: bool = True) -> list[dict]:
         """Batched evaluation of many structures (same results as one by one)."""
@@ -71,15 +86,34 @@ class DeepPotCalculator(Calculator):
             energy = np.array([p["energy"][k] for p in per_model])
             forces = np.stack([np.split(p["forces"], splits)[k] for p in per_model])
             virial = np.stack([p["virial"][k] for p in per_model])
-            r = {"energy": float(energy.mean()), "free_energy": float(energy.mean()), "forces": forces.mean(0)}
-            if stress and np.all(a.pbc):
-                r["stress"] = _voigt(virial_to_stress(virial.mean(0), a.get_volume()))
-            r["virial"] = virial.mean(0)
-            if len(self.models) > 1:
-                r.update(committee_deviation(forces, virial, len(a)))
-                r["energy_std"] = float(energy.std())
-            results.append(r)
+            results.append(self._results(a, energy, forces, virial, stress))
         return results
+
+    def _results(self, atoms, energy: np.ndarray, forces: np.ndarray, virial: np.ndarray,
+                 stress: bool) -> dict:
+        """Committee means (and deviations) of ``energy [M]``, ``forces [M, n, 3]``, ``virial [M, 3, 3]``."""
+        r = {"energy": float(energy.mean()), "free_energy": float(energy.mean()), "forces": forces.mean(0)}
+        if stress and np.all(atoms.pbc):
+            r["stress"] = _voigt(virial_to_stress(virial.mean(0), atoms.get_volume()))
+        r["virial"] = virial.mean(0)
+        if len(self.models) > 1:
+            r.update(committee_deviation(forces, virial, len(atoms)))
+            r["energy_std"] = float(energy.std())
+        return r
+
+    def _fast_results(self, atoms) -> dict:
+        """One structure through the (cached) FastEvaluator."""
+        from .deeppot.fast import FastEvaluator
+
+        pbc = np.asarray(atoms.pbc, dtype=bool)
+        key = (atoms.numbers.tobytes(), pbc.tobytes())
+        cell = atoms.cell.array if pbc.any() else None
+        if self._fast is None or self._fast[0] != key:
+            types = types_for(self.type_map, atoms.get_chemical_symbols(), "the structure")
+            self._fast = (key, FastEvaluator(self.models, types, cell, pbc, skin=self.skin))
+        out = self._fast[1].compute(atoms.positions, cell, virial=True)
+        arrays = {k: v.detach().cpu().numpy().astype(np.float64) for k, v in out.items()}
+        return self._results(atoms, arrays["energy"], arrays["forces"], arrays["virial"], True)
 
     def _one_by_one(self, frames) -> list[dict]:
         per_model, graphs = [], {}
@@ -95,7 +129,7 @@ class DeepPotCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         if "stress" in properties and not np.all(self.atoms.pbc):
             raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
-        self.results = self.predict([self.atoms])[0]
+        self.results = self._fast_results(self.atoms) if self.fast else self.predict([self.atoms])[0]
 
 
 def elements(model) -> list[str]:

@@ -136,3 +136,47 @@ def test_float32_and_bad_settings():
         FastEvaluator(model, types, cell, search="kdtree")
     with pytest.raises(ValueError, match="differ in sel"):
         FastEvaluator([model, small_model("float32", sel=(50, 120))], types, cell)
+
+
+def test_calculator_fast_path_follows_the_normal_md_trajectory():
+    """ASE velocity Verlet with DeepPotCalculator(fast=True) (FastEvaluator, small skin so the
+    list is rebuilt on the way) against fast=False: same positions, energies, stresses and
+    committee deviations step by step; a new structure and a new cell are picked up."""
+    from ase import units
+    from ase.md.verlet import VelocityVerlet
+
+    from conlearn.atoms.calculator import DeepPotCalculator
+
+    committee = [small_model(sel=(60, 120), seed=s) for s in (3, 4)]
+    traj = {}
+    for fast in (False, True):
+        atoms = water_box(n_molecules=8, seed=2)
+        masses = atoms.get_masses()[:, None]  # Maxwell-Boltzmann momenta at 600 K, seeded
+        atoms.set_momenta(np.random.default_rng(0).normal(size=(len(atoms), 3)) * np.sqrt(masses * units.kB * 600))
+        calc = DeepPotCalculator(committee, fast=fast, skin=0.15)
+        assert calc.fast is fast
+        atoms.calc = calc
+        rows = []
+        dyn = VelocityVerlet(atoms, 1.0 * units.fs)
+        dyn.attach(lambda: rows.append((atoms.positions.copy(), atoms.get_potential_energy(),
+                                        atoms.get_stress(), calc.results["max_devi_f"])), interval=1)
+        dyn.run(25)
+        traj[fast] = (rows, calc)
+    (slow, _), (quick, calc) = traj[False], traj[True]
+    assert calc._fast[1].n_builds >= 2  # the skin was crossed: rebuilt at least once
+    for (p0, e0, s0, d0), (p1, e1, s1, d1) in zip(slow, quick):
+        assert np.abs(p0 - p1).max() < 1e-9 and abs(e0 - e1) < 1e-9
+        assert np.abs(s0 - s1).max() < 1e-10 and abs(d0 - d1) < 1e-9
+
+    other = water_box(n_molecules=6, seed=5)  # new atoms: a new evaluator
+    other.calc = calc
+    ref = DeepPotCalculator(committee, fast=False).predict([other])[0]
+    assert abs(other.get_potential_energy() - ref["energy"]) < 1e-9
+    first = calc._fast[1]
+    other.set_cell(other.cell.array * 1.02, scale_atoms=True)  # new cell: same evaluator, rebuilt
+    ref = DeepPotCalculator(committee, fast=False).predict([other])[0]
+    assert np.abs(other.get_forces() - ref["forces"]).max() < 1e-9 and calc._fast[1] is first
+
+    with pytest.raises(ValueError, match="skin"):
+        DeepPotCalculator(committee, skin=0.0)
+    assert DeepPotCalculator(committee).fast is False  # CPU models: the normal path by default
