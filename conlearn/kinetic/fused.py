@@ -98,6 +98,11 @@ class MeanClosure:
         self._tc, self._loc, self._hic = (a.reshape(K * M, 1) for a in (self.t, self.lo, self.hi))
         self._H = H
         self._buf: dict[int, tuple] = {}
+        # the solver's combinations of the terms (rows of :meth:`solver_terms`)
+        O, cc = self.out.reshape(6, self.M, -1), self.c.reshape(6, self.M, 1)
+        self._out5, self._c5 = (np.concatenate([X[0], X[2], 0.5 * X[3] + X[5], -X[1], -(X[2] + 2.0 * X[4]) / 3.0])
+                                for X in (O.astype(float), cc))
+        self._out5 = self._out5.astype(dt)
 
     def clip(self, w: np.ndarray) -> np.ndarray:
         """Member-0 moments w [M, N] clipped to member 0's training range."""
@@ -115,16 +120,31 @@ class MeanClosure:
             K, M, H = self.K, self.M, self._H
             x = np.empty((K * (H + M), N), self.dtype)                              # [last hidden; wk]
             hs = [np.empty((K, len(W[0]), N), self.dtype) for W, _ in self.hidden]
-            self._buf[N] = (x, hs, np.empty((6 * M, N), self.dtype))
+            self._buf[N] = (x, hs, np.empty((6 * M, N), self.dtype), np.empty((5 * M, N), self.dtype))
         return self._buf[N]
 
     def terms(self, w: np.ndarray) -> np.ndarray:
         """Closure terms [6, M, N] (order NAMES, float64) of member-0 moments w [M, N] (fields first).
 
         Written into work arrays kept per N (no large temporaries): the result is a new array."""
+        x, o = self._hidden(w)
+        np.matmul(self.out, x, out=o)
+        return (o + self.c).reshape(6, self.M, -1)
+
+    def solver_terms(self, w: np.ndarray) -> np.ndarray:
+        """[5, M, N] float64: a, A1, A2/2 + B1, -A0, -(A1 + 2 B0)/3 of w [M, N]: with
+        g = (u_x, T_x/sqrt(T), (p + sigma)_x/(rho sqrt(T)), (1 + w_0) u_x + q_x/p) the production
+        terms are rho S = -rho sum_k g_k row_{k+1} (see mlsolver.production); fewer rows to compute."""
+        x, _ = self._hidden(w)
+        o = self._buf[w.shape[1]][3]
+        np.matmul(self._out5, x, out=o)
+        return (o + self._c5).reshape(5, self.M, -1)
+
+    def _hidden(self, w: np.ndarray):
+        """(x [K (H + M), N]: the last hidden layer and the members' moments, the output buffer)."""
         N = w.shape[1]
         K, M = self.K, self.M
-        x, hs, o = self._buffers(N)
+        x, hs, o, _ = self._buffers(N)
         wk = x[K * self._H:]                                                         # [K M, N]
         np.matmul(self._Tc, w.astype(self.dtype, copy=False), out=wk)
         wk += self._tc
@@ -136,8 +156,7 @@ class MeanClosure:
             np.matmul(W, h, out=out)
             out += b
             h = np.tanh(out, out=out)
-        np.matmul(self.out, x, out=o)
-        return (o + self.c).reshape(6, M, N)
+        return x, o
 
     def coefficients(self, w: np.ndarray) -> dict[str, np.ndarray]:
         """As :meth:`Member.coefficients`: w [N, M] -> dict of [N, M]."""

@@ -34,7 +34,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from scipy.linalg.lapack import dgtsv
 
-from .meansolve import _hllc, blend
+from .meansolve import _hllc, blend, primitives
 
 # rows of the cell array (with two ghost columns each side)
 _R, _U, _T, _P, _SIG, _Q, _FW0, _FW1, _W = range(9)
@@ -71,6 +71,15 @@ class ImplicitHancock:
         self.scale[3:] = w_damping
         self.Dq = np.empty((3 + M, nf))
         self.b = np.empty((M + 1, nx))                           # right-hand sides of the implicit solve
+        self.g = np.empty((4, nx))
+        self.lo, self.hi = closure._lo0, closure._hi0
+        st = getattr(closure, "solver_terms", None)
+        self.terms = st if st is not None else self._solver_terms
+
+    def _solver_terms(self, w):
+        """solver_terms of a closure that has only terms (see :meth:`.fused.MeanClosure.solver_terms`)."""
+        t = self.closure.terms(w)
+        return np.stack([t[0], t[2], 0.5 * t[3] + t[5], -t[1], -(t[2] + 2.0 * t[4]) / 3.0])
 
     def _ghosts(self, rows=slice(None)):
         G, nx = self.G, self.nx
@@ -81,73 +90,94 @@ class ImplicitHancock:
             G[rows, :2] = G[rows, 2:3]
             G[rows, nx + 2:] = G[rows, nx + 1:nx + 2]
 
-    def step(self, U, W, P, dt, safe=False):
-        """(U1 [3, nx], W1 [M, nx]) one step dt after U, W with P = primitives(U); ``safe``: first
-        order in space and time with the Rusanov Euler flux for U (W as always)."""
-        nx, M, dx, kn, G = self.nx, self.M, self.dx, self.kn, self.G
-        cl = self.closure
+    def run(self, U, W, t_end: float, cfl: float):
+        """Advance U [3, nx], W [M, nx] to t_end with dt = cfl dx / max(|u| + c sqrt(T)); a step that
+        leaves rho <= 0 or T <= 0 (or non-finite values) is redone ``safe``, then halved.
+        Returns (U, W, P, steps, fallbacks)."""
+        P = primitives(U)
+        sq = np.sqrt(P[2])
+        t, steps, fallbacks, c, dx = 0.0, 0, 0, self.c, self.dx
+        while t < t_end * (1 - 1e-12):
+            sp = np.abs(P[1])
+            sp += c * sq
+            dt = min(cfl * dx / sp.max(), t_end - t)
+            for attempt in range(8):
+                Un, Wn = self.step(U, W, P, sq, dt, attempt > 0)
+                Pn = primitives(Un)
+                if Pn[0:3:2].min() > 0 and np.isfinite(Pn.sum()):
+                    break
+                fallbacks += 1
+                if attempt > 0:
+                    dt *= 0.5
+            else:
+                raise FloatingPointError(f"moment solver: no positive state at t = {t:.4g} even first order")
+            U, W, P, t, steps = Un, Wn, Pn, t + dt, steps + 1
+            sq = np.sqrt(P[2])
+        return U, W, P, steps, fallbacks
+
+    def step(self, U, W, P, sq, dt, safe=False):
+        """(U1 [3, nx], W1 [M, nx]) one step dt after U, W with P = primitives(U), sq = sqrt(T);
+        ``safe``: first order in space and time with the Rusanov Euler flux for U (W as always)."""
+        nx, M, dx, kn, G, Gi = self.nx, self.M, self.dx, self.kn, self.G, self.Gi
         rho, u, T = P
-        Gi = self.Gi
         Gi[:3] = P
         w = Gi[_W:_W + M]
         np.divide(W, rho, out=w)
-        np.maximum(w, cl._lo0, out=w)
-        np.minimum(w, cl._hi0, out=w)
-        terms = cl.terms(w)                                      # [6, M, nx]
-        Gi[_W + M:] = terms[0]
-        sq = np.sqrt(T)
+        np.maximum(w, self.lo, out=w)
+        np.minimum(w, self.hi, out=w)
+        terms = self.terms(w)                                    # [5, M, nx] (fused.MeanClosure.solver_terms)
+        a = terms[0]
+        Gi[_W + M:] = a
         p = np.multiply(rho, T, out=Gi[_P])
         np.multiply(p, w[0], out=Gi[_SIG])
-        np.multiply(p * sq, w[1], out=Gi[_Q])
-        rsq = rho * sq
-        Wc = rho * w[:2]                                         # (clipped) sigma/p, q/(p sqrt T) moments
-        np.multiply(u, Wc, out=Gi[_FW0:_FW1 + 1])
-        Gi[_FW0:_FW1 + 1] += rsq * terms[0, :2]
+        psq = p * sq
+        np.multiply(psq, w[1], out=Gi[_Q])
+        Wc = rho * w[:2]                                         # the (clipped) sigma, q moments
+        FW = Gi[_FW0:_FW1 + 1]
+        np.multiply(u, Wc, out=FW)
+        FW += (rho * sq) * a[:2]
         self._ghosts()
         # central differences (d/dx) of u, T, p, sigma, q, FW0, FW1 at cells 1 .. nx + 2 of G
         D = G[_U:_FW1 + 1, 2:] - G[_U:_FW1 + 1, :-2]
         D *= 0.5 / dx
         Di = D[:, 1:nx + 1]
-        du, dT, dp, dsig, dq = Di[:5]
-        r1 = 1.0 / rho
-        rT = 1.0 / T
-        Du = (dp + dsig) * -r1
-        DT = ((p + Gi[_SIG]) * du + dq) * (-2.0 / 3.0 * r1)
-        dTs = dT / sq
-        coef = np.empty((5, nx))
-        np.multiply(Du, 1.0 / sq, out=coef[0])
-        coef[1] = du + 0.5 * DT * rT
-        coef[2] = 0.5 * dTs
-        np.multiply(DT, rT, out=coef[3])
-        coef[4] = dTs
-        prod = np.einsum("kn,kmn->mn", coef, terms[1:])
-        prod *= -rho                                             # rho S [M, nx] (see mlsolver.production)
-        x = rho * (dt / kn)
-        em = np.expm1(-0.5 * x)                                  # e^(-x/2) - 1
+        g = self.g                                               # (u_x, T_x/sqrt T, (p + sigma)_x/(rho sqrt T),
+        g[0] = Di[0]                                             #  (1 + w0) u_x + q_x/p)
+        np.divide(Di[1], sq, out=g[1])
+        np.add(Di[2], Di[3], out=g[2])
+        g[2] /= rho * sq
+        np.multiply(w[0], Di[0], out=g[3])
+        g[3] += Di[0]
+        g[3] += Di[4] / p
+        g *= -rho
+        prod = np.einsum("kn,kmn->mn", g, terms[1:])            # rho S [M, nx]
         S, Q, F = self.S, self.Q, self.F
         if not safe:
             # sigma/p and q/(p sqrt T) of W advanced dt/2 in each cell (exact relaxation)
-            Lp = Di[5:] * -1.0
-            Lp += prod[:2]
+            x = rho * (0.5 * dt / kn)
+            em = np.expm1(-x)                                    # e^(-x) - 1
+            Lp = prod[:2] - Di[5:]
             wh = self.wh[:, 1:nx + 1]
-            np.multiply(self.w_eq[:2], -em * rho, out=wh)       # (1 - e_h) rho w_eq
+            np.multiply(self.w_eq[:2], -em * rho, out=wh)       # (1 - e) rho w_eq
             wh += (1.0 + em) * Wc
-            wh += (-em / x * dt) * Lp                            # phi_h dt/2 = -em / (x/2) * dt/2
-            wh *= r1
+            Lp *= em * (-0.5 * dt) / x                          # phi dt/2
+            wh += Lp
+            wh /= rho
             self._ghost_wh()
-            # van Leer slopes (half) of rho, u, T and the Hancock predictor over dt/2
+            # van Leer slopes (half) of rho, u, T and the Hancock predictor over dt/2 (with the
+            # non-equilibrium terms)
             d = G[:3, 1:] - G[:3, :-1]
             lo, hi = d[:, :-1], d[:, 1:]
-            s = np.maximum(lo * hi, 0.0)
+            s = lo * hi
+            np.maximum(s, 0.0, out=s)
             s /= lo + hi + 1e-300                                # [3, nx + 2], cells 1 .. nx + 2
             r, v, Tc = G[:3, 1:nx + 3]
             sr, su, sT = s
             dP = v * s
             dP[0] += r * su
-            hx = 0.5 * dx
             dP[1] += sT
-            dP[1] += (Tc * sr + hx * D[3]) / r
-            dP[2] += ((2.0 / 3.0) * (Tc * su + (G[_SIG, 1:nx + 3] * su + hx * D[4]) / r))
+            dP[1:] += (np.stack([Tc * sr + (0.5 * dx) * D[3],
+                                 (2.0 / 3.0) * ((Tc * r + G[_SIG, 1:nx + 3]) * su + (0.5 * dx) * D[4])]) / r)
             dP *= -dt / dx
             pl = dP + s
             dP -= s
@@ -165,9 +195,10 @@ class ImplicitHancock:
         wf, af = self.wa[:M], self.wa[M:]
         pf = r * Tf
         sqf = np.sqrt(Tf)
-        mo = np.multiply(r, v, out=Q[1])
         Q[0] = r
-        E = np.multiply(mo, 0.5 * v, out=Q[2])
+        mo = np.multiply(r, v, out=Q[1])
+        E = np.multiply(mo, v, out=Q[2])
+        E *= 0.5
         E += 1.5 * pf
         np.multiply(r, wf, out=Q[3:])
         F[0] = mo
@@ -184,7 +215,9 @@ class ImplicitHancock:
             F[1] += sig
             Ep += sig
             np.multiply(Ep, v, out=F[2])
-            F[2] += (pf * sqf) * self.whf[1]
+            np.multiply(pf, sqf, out=sig)
+            sig *= self.whf[1]
+            F[2] += sig
         else:
             np.multiply(Ep, v, out=F[2])
         np.multiply(v, Q[3:], out=F[3:])
@@ -208,13 +241,15 @@ class ImplicitHancock:
             Gf[:3] -= (theta * half_a) * Dq[:3]
             Gf[3:] -= (self.wd * half_a) * Dq[3:]
         else:
-            Gf -= (0.5 * alpha) * self.scale * Dq
+            Dq *= self.scale
+            Dq *= 0.5 * alpha
+            Gf -= Dq
         dQ = Gf[:, :-1] - Gf[:, 1:]
-        dQ *= 1.0 / dx
-        U1 = dQ[:3] * dt
+        dQ *= dt / dx
+        U1 = dQ[:3]
         U1 += U
         L = dQ[3:]
-        L += prod
+        L += dt * prod
         return U1, self._relax(W, L, U1[0], dt, alpha)
 
     def _ghost_wh(self):
@@ -226,7 +261,8 @@ class ImplicitHancock:
 
     def _relax(self, W0, L, rho1, dt, alpha):
         """W1 [M, nx]: the implicit relaxation and damping (module docstring) at the new density
-        rho1 [nx]; alpha [nx + 1]: U's Rusanov speeds at the faces."""
+        rho1 [nx]; L: dt times W's explicit rate [M, nx] (overwritten); alpha [nx + 1]: U's Rusanov
+        speeds at the faces."""
         M, b = self.M, self.b
         x = rho1 * (dt / self.kn)
         em = np.expm1(-x)
@@ -234,7 +270,8 @@ class ImplicitHancock:
         phi_dt = em * (-dt / x)                                  # phi dt, phi = (1 - e)/x
         np.multiply(self.w_eq, (1.0 - e) * rho1, out=b[:M])
         b[:M] += e * W0
-        b[:M] += phi_dt * L
+        L *= phi_dt / dt                                         # (L arrives as dt L)
+        b[:M] += L
         K = (0.5 * self.wd / self.dx) * alpha
         lo = phi_dt * K[:-1]
         hi = phi_dt * K[1:]

@@ -35,7 +35,7 @@ def test_implicit_relaxation_solves_its_linear_system(members, bc):
     rng = np.random.default_rng(0)
     W0, L = rng.normal(size=(mc.M, nx)), rng.normal(size=(mc.M, nx))
     rho1, alpha = 0.5 + rng.random(nx), 1.0 + rng.random(nx + 1)
-    W1 = st._relax(W0, L, rho1, dt, alpha)
+    W1 = st._relax(W0, dt * L, rho1, dt, alpha)                   # (takes dt L)
     K = 0.5 * 2.0 * alpha
     if bc == "neumann":
         K[0] = K[-1] = 0.0
