@@ -116,6 +116,52 @@ def profile(model_dir: str, nx: int, top: int = 12) -> list[str]:
     return lines
 
 
+COST_SETTINGS = (("explicit Hancock, cfl 0.45 (session 8)", {"w_implicit": False}),
+                 ("implicit W damping, cfl 0.45", {"w_implicit": True, "implicit_cfl": 0.45}),
+                 ("implicit W damping, cfl 0.75 (default)", {"w_implicit": True, "implicit_cfl": 0.75}),
+                 ("implicit W damping, cfl 0.9", {"w_implicit": True, "implicit_cfl": 0.9}))
+
+
+def cost(model_dir: str, nx: int, repeat: int = 3) -> list[str]:
+    """CPU ms per solve (best of ``repeat``, this process) and steps of the ML solve with each of
+    COST_SETTINGS and of the kinetic solve, on Sod and the wave at Kn = 1e-3, 0.1, 10 (t = 0.1)."""
+    from conlearn.kinetic import load_closure, simulate
+    from conlearn.kinetic.components import cells
+
+    model = load_closure(model_dir)
+    x = cells(nx)
+    cases = [(name, spec, kn) for name, spec in (("Sod", ini.sod()), ("wave", ini.benchmark_wave()))
+             for kn in (1e-3, 0.1, 10.0)]
+
+    def best(m, rho, u, T, kn, bc):
+        t = []
+        for _ in range(repeat):
+            c0 = time.process_time()
+            out = simulate(m, x, rho, u, T, kn, 0.1, bc)
+            t.append(time.process_time() - c0)
+        return 1e3 * min(t), out["steps"]
+
+    rows = {}
+    for name, spec, kn in cases:
+        rho, u, T = ini.initial_profiles(spec, x)
+        rows[(name, kn)] = [best("kinetic", rho, u, T, kn, spec["bc"])]
+        for _, settings in COST_SETTINGS:
+            for k, v in settings.items():
+                setattr(model, k, v)
+            rows[(name, kn)].append(best(model, rho, u, T, kn, spec["bc"]))
+    head = ["case", "kinetic"] + [label for label, _ in COST_SETTINGS]
+    lines = [f"CPU ms per solve, best of {repeat} ({nx} cells, t = 0.1; steps in brackets; "
+             "kinetic / ML in the last row of each case):", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (name, kn), r in rows.items():
+        lines.append(f"| {name}, Kn = {kn:g} | " + " | ".join(f"{ms:.1f} ({st})" for ms, st in r) + " |")
+    for j, (label, _) in enumerate(COST_SETTINGS, 1):
+        ratio = [r[0][0] / r[j][0] for r in rows.values()]
+        lines.append(f"- {label}: kinetic / ML {min(ratio):.2f}-{max(ratio):.2f} (mean of the six {np.mean(ratio):.2f})")
+    lines.append(f"- load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    return lines
+
+
 def speeds(model_dir: str) -> list[str]:
     """Fraction of the run's training states with complex characteristic speeds, per member and
     for the mean closure the solver uses."""
@@ -145,11 +191,14 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write every case's errors, costs and minima here")
     ap.add_argument("--md", help="write the tables (markdown) here")
     ap.add_argument("--profile", action="store_true", help="only profile one ML and one kinetic solve (Sod, Kn = 0.1)")
+    ap.add_argument("--cost", action="store_true", help="only CPU ms per solve of the ML solve's time-stepping "
+                    "settings against the kinetic solve (Sod and the wave at Kn = 1e-3, 0.1, 10)")
     ap.add_argument("--speeds", action="store_true", help="only the fraction of complex characteristic speeds "
                     "at the run's training states (--model: a run directory)")
     args = ap.parse_args(argv)
-    if args.profile or args.speeds:
-        print("\n".join((profile(args.model, args.nx) if args.profile else []) + (speeds(args.model) if args.speeds else [])))
+    if args.profile or args.speeds or args.cost:
+        print("\n".join((profile(args.model, args.nx) if args.profile else []) + (speeds(args.model) if args.speeds else [])
+                        + (cost(args.model, args.nx) if args.cost else [])))
         return 0
     cases = test_set(3 if args.quick else 20)
     t0 = time.perf_counter()

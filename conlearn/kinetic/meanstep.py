@@ -36,6 +36,8 @@ from scipy.linalg.lapack import dgtsv
 
 from .meansolve import _hllc, blend, primitives
 
+_min = np.minimum.reduce                                         # (ndarray.min's wrapper costs more)
+
 # rows of the cell array (with two ghost columns each side)
 _R, _U, _T, _P, _SIG, _Q, _FW0, _FW1, _W = range(9)
 
@@ -104,7 +106,7 @@ class ImplicitHancock:
             for attempt in range(8):
                 Un, Wn = self.step(U, W, P, sq, dt, attempt > 0)
                 Pn = primitives(Un)
-                if Pn[0:3:2].min() > 0 and np.isfinite(Pn.sum()):
+                if _min(Pn[0:3:2], axis=None) > 0 and np.isfinite(Pn.sum()):
                     break
                 fallbacks += 1
                 if attempt > 0:
@@ -176,8 +178,9 @@ class ImplicitHancock:
             dP = v * s
             dP[0] += r * su
             dP[1] += sT
-            dP[1:] += (np.stack([Tc * sr + (0.5 * dx) * D[3],
-                                 (2.0 / 3.0) * ((Tc * r + G[_SIG, 1:nx + 3]) * su + (0.5 * dx) * D[4])]) / r)
+            hx = 0.5 * dx
+            dP[1] += (Tc * sr + hx * D[3]) / r
+            dP[2] += ((Tc * r + G[_SIG, 1:nx + 3]) * su + hx * D[4]) * (2.0 / 3.0) / r
             dP *= -dt / dx
             pl = dP + s
             dP -= s
@@ -185,7 +188,7 @@ class ImplicitHancock:
             np.add(G[:3, 2:nx + 3], dP[:, 1:], out=S[:, 1])
             dr = self.dr
             dr[0], dr[1] = pl[0, :-1], dP[0, 1:]
-            if S[0:3:2].min() <= 0.0:                            # back to the MUSCL faces
+            if _min(S[0:3:2], axis=None) <= 0.0:                 # back to the MUSCL faces
                 np.add(G[:3, 1:nx + 2], s[:, :-1], out=S[:, 0])
                 np.subtract(G[:3, 2:nx + 3], s[:, 1:], out=S[:, 1])
                 dr[0], dr[1] = s[0, :-1], -s[0, 1:]
@@ -205,7 +208,7 @@ class ImplicitHancock:
         np.multiply(mo, v, out=F[1])
         F[1] += pf
         Ep = E + pf
-        hllc = not (safe or self.flux == "rusanov") and (kn / dx) * np.sqrt(T.min()) / rho.max() < 1.0
+        hllc = not (safe or self.flux == "rusanov") and (kn / dx) * np.sqrt(_min(T)) / np.maximum.reduce(rho) < 1.0
         if hllc:
             np.multiply(Ep, v, out=F[2])
             central = F[:3, 0] + F[:3, 1]                        # of the Euler fluxes
