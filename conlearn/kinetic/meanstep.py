@@ -34,12 +34,45 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from scipy.linalg.lapack import dgtsv
 
-from .meansolve import _hllc, blend, primitives
+from .meansolve import _SQG, blend, primitives
 
 _min = np.minimum.reduce                                         # (ndarray.min's wrapper costs more)
 
 # rows of the cell array (with two ghost columns each side)
 _R, _U, _T, _P, _SIG, _Q, _FW0, _FW1, _W = range(9)
+
+
+def _hllc_jump(r, v, p, E, mo, sq, dF):
+    """Euler HLLC flux minus the central average of the Euler fluxes [3, nf] of the face states
+    r, v, p, E, mo = r v, sq = sqrt(T) [2, nf] (left, right), dF = F_right - F_left [3, nf]
+    (the flux of :func:`.meansolve._hllc`, both sides' star states at once)."""
+    c = _SQG * sq
+    SK = np.empty_like(r)                                        # the signal speeds S_L, S_R
+    np.minimum.reduce(v - c, axis=0, out=SK[0])
+    np.maximum.reduce(v + c, axis=0, out=SK[1])
+    m = SK - v
+    m *= r
+    vm = v * m
+    ss = (p[1] - p[0] + vm[0] - vm[1]) / (m[0] - m[1])          # contact speed S* [nf]
+    kk = m / (SK - ss)                                           # star densities [2, nf]
+    D = np.empty((3,) + r.shape)                                 # star minus own state, each side
+    np.subtract(kk, r, out=D[0])
+    np.multiply(kk, ss, out=D[1])
+    D[1] -= mo
+    e = D[2]
+    np.divide(p, m, out=e)
+    e += ss
+    e *= ss - v
+    e += E / r
+    e *= kk
+    e -= E
+    np.minimum(SK[0], 0.0, out=SK[0])                            # supersonic faces take the upwind flux
+    np.maximum(SK[1], 0.0, out=SK[1])
+    D *= SK
+    h = 0.5 * dF
+    D[:, 0] -= h
+    D[:, 1] += h
+    return np.where(ss >= 0, D[:, 0], D[:, 1])
 
 
 def _pairs(a: np.ndarray) -> np.ndarray:
@@ -209,10 +242,12 @@ class ImplicitHancock:
         F[1] += pf
         Ep = E + pf
         hllc = not (safe or self.flux == "rusanov") and (kn / dx) * np.sqrt(_min(T)) / np.maximum.reduce(rho) < 1.0
+        if hllc:                                                 # HLLC's weight 1 - theta > 0 on some face?
+            theta = blend(r, Tf, kn, dx, self.c)
+            hllc = _min(theta) < 1.0
         if hllc:
             np.multiply(Ep, v, out=F[2])
-            central = F[:3, 0] + F[:3, 1]                        # of the Euler fluxes
-            central *= 0.5
+            dF = F[:3, 1] - F[:3, 0]                             # jump of the Euler fluxes
         if not safe:
             sig = pf * self.whf[0]
             F[1] += sig
@@ -238,8 +273,7 @@ class ImplicitHancock:
         Gf = F[:, 0] + F[:, 1]
         Gf *= 0.5
         if hllc:
-            theta = blend(r, Tf, kn, dx, self.c)
-            Gf[:3] += (1.0 - theta) * _hllc(r, v, pf, E, sqf, central)
+            Gf[:3] += (1.0 - theta) * _hllc_jump(r, v, pf, E, mo, sqf, dF)
             half_a = 0.5 * alpha
             Gf[:3] -= (theta * half_a) * Dq[:3]
             Gf[3:] -= (self.wd * half_a) * Dq[3:]

@@ -139,3 +139,18 @@ def test_model_settings_and_bad_values(members):
         MomentClosure(members, scheme="rk2")
     with pytest.raises(ValueError, match="w_implicit.*hancock"):
         solve(MeanClosure(members), x, rho, u, T, 0.1, 0.05, scheme="rk2", w_implicit=True)
+
+
+def test_lean_hllc_equals_the_reference_hllc():
+    """meanstep's HLLC (both star states at once) is meansolve's HLLC, subsonic and supersonic faces."""
+    from conlearn.kinetic.meansolve import _hllc
+    from conlearn.kinetic.meanstep import _hllc_jump
+
+    rng = np.random.default_rng(1)
+    r, v, T = 0.1 + rng.random((2, 200)), 2.0 * rng.normal(size=(2, 200)), 0.1 + rng.random((2, 200))
+    p, mo = r * T, r * v
+    E = 0.5 * mo * v + 1.5 * p
+    F = np.stack([mo, mo * v + p, (E + p) * v])
+    ref = _hllc(r, v, p, E, np.sqrt(T), 0.5 * (F[:, 0] + F[:, 1]))
+    assert np.abs(_hllc_jump(r, v, p, E, mo, np.sqrt(T), F[:, 1] - F[:, 0]) - ref).max() < 1e-13 * np.abs(ref).max()
+    assert (np.abs(v) > 1.3 * np.sqrt(T)).any()                  # supersonic faces among them
