@@ -150,6 +150,8 @@ class Solver(_Strict):
                              "solve per step; scheme hancock only), so its step is implicit_cfl instead of cfl")
     implicit_cfl: float = Field(0.75, gt=0, le=1, description="CFL number (on |u| + wave_speed*sqrt(T)) of the "
                                 "final model's solve when w_implicit")
+    rarefied_cfl: float = Field(0.9, gt=0, le=1, description="the same in the steps where the mean free path "
+                                "Kn*sqrt(T)/rho is at least a cell everywhere (w_implicit only)")
 
     @model_validator(mode="after")
     def _stable(self):

@@ -54,6 +54,8 @@ def test_good_config_and_specs(tmp_path):
     ("grid: {nx: 64, t_end: 0.1}", "grid: {nx: 64, t_end: 0.1}\nsolver: {w_implicit: maybe}", 3, "solver.w_implicit"),
     ("grid: {nx: 64, t_end: 0.1}", "grid: {nx: 64, t_end: 0.1}\nsolver: {implicit_cfl: 1.5}", 3,
      "solver.implicit_cfl"),
+    ("grid: {nx: 64, t_end: 0.1}", "grid: {nx: 64, t_end: 0.1}\nsolver: {rarefied_cfl: 0}", 3,
+     "solver.rarefied_cfl"),
 ])
 def test_errors_name_file_line_and_key(tmp_path, old, new, line, key):
     assert old in GOOD
@@ -66,7 +68,7 @@ def test_errors_name_file_line_and_key(tmp_path, old, new, line, key):
 
 def test_implicit_w_damping_needs_the_hancock_scheme(tmp_path):
     cfg, _ = load(tmp_path, GOOD)
-    assert cfg.solver.w_implicit is True and cfg.solver.implicit_cfl == 0.75
+    assert cfg.solver.w_implicit is True and cfg.solver.implicit_cfl == 0.75 and cfg.solver.rarefied_cfl == 0.9
     with pytest.raises(ConfigError, match="w_implicit: true needs scheme: hancock"):
         load(tmp_path, GOOD + "solver: {scheme: rk2}\n")
     cfg, _ = load(tmp_path, GOOD + "solver: {scheme: rk2, w_implicit: false}\n")
