@@ -45,7 +45,13 @@ def test_set(n_each: int) -> list[dict]:
 
 
 def one(args) -> dict:
-    model, case, nx = args
+    model, case, nx, settings = args
+    if settings:
+        from conlearn.kinetic import load_closure
+
+        model = load_closure(model)
+        for k, v in settings.items():
+            setattr(model, k, v)
     out = evaluate_case(model, case["spec"], case["kn"], nx, 0.1)
     out.update(name=case["name"], kind=case["spec"]["kind"])
     for k in ("x", "initial", "reference", "profiles"):
@@ -117,9 +123,11 @@ def profile(model_dir: str, nx: int, top: int = 12) -> list[str]:
 
 
 COST_SETTINGS = (("explicit Hancock, cfl 0.45 (session 8)", {"w_implicit": False}),
-                 ("implicit W damping, cfl 0.45", {"w_implicit": True, "implicit_cfl": 0.45}),
-                 ("implicit W damping, cfl 0.75 (default)", {"w_implicit": True, "implicit_cfl": 0.75}),
-                 ("implicit W damping, cfl 0.9", {"w_implicit": True, "implicit_cfl": 0.9}))
+                 ("implicit W damping, cfl 0.45", {"w_implicit": True, "implicit_cfl": 0.45, "rarefied_cfl": 0.45}),
+                 ("implicit, cfl 0.75", {"w_implicit": True, "implicit_cfl": 0.75, "rarefied_cfl": 0.75}),
+                 ("implicit, cfl 0.75 / rarefied 0.9 (default)", {"w_implicit": True, "implicit_cfl": 0.75,
+                                                                  "rarefied_cfl": 0.9}),
+                 ("implicit, cfl 0.9", {"w_implicit": True, "implicit_cfl": 0.9, "rarefied_cfl": 0.9}))
 
 
 def cost(model_dir: str, nx: int, repeat: int = 3) -> list[str]:
@@ -182,6 +190,27 @@ def speeds(model_dir: str) -> list[str]:
     return lines
 
 
+SETTINGS = {"w_implicit": bool, "implicit_cfl": float, "rarefied_cfl": float, "cfl": float, "w_damping": float, "wave_speed": float,
+            "flux": str, "scheme": str}
+
+
+def parse_settings(items: list[str]) -> dict:
+    """{key: value} of --solver KEY=VALUE items; SystemExit naming the item if it is not one of SETTINGS."""
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key not in SETTINGS or not value:
+            raise SystemExit(f"--solver {item}: expected KEY=VALUE with KEY one of {', '.join(SETTINGS)}")
+        kind = SETTINGS[key]
+        if kind is bool:
+            if value.lower() not in ("true", "false"):
+                raise SystemExit(f"--solver {item}: {key} must be true or false")
+            out[key] = value.lower() == "true"
+        else:
+            out[key] = kind(value)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="a kinetic run directory or a closure directory")
@@ -191,6 +220,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="write every case's errors, costs and minima here")
     ap.add_argument("--md", help="write the tables (markdown) here")
     ap.add_argument("--profile", action="store_true", help="only profile one ML and one kinetic solve (Sod, Kn = 0.1)")
+    ap.add_argument("--solver", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a solver setting of the model (e.g. implicit_cfl=0.9, w_implicit=false)")
     ap.add_argument("--cost", action="store_true", help="only CPU ms per solve of the ML solve's time-stepping "
                     "settings against the kinetic solve (Sod and the wave at Kn = 1e-3, 0.1, 10)")
     ap.add_argument("--speeds", action="store_true", help="only the fraction of complex characteristic speeds "
@@ -202,7 +233,8 @@ def main(argv=None) -> int:
         return 0
     cases = test_set(3 if args.quick else 20)
     t0 = time.perf_counter()
-    jobs = [(str(args.model), c, args.nx) for c in cases]
+    settings = parse_settings(args.solver)
+    jobs = [(str(args.model), c, args.nx, settings) for c in cases]
     if args.workers > 1:
         with ProcessPoolExecutor(args.workers) as ex:
             results = list(ex.map(one, jobs))
@@ -210,7 +242,8 @@ def main(argv=None) -> int:
         results = [one(j) for j in jobs]
     wall = time.perf_counter() - t0
     lo = {s: min(r["min_rho_T"][s] for r in results) for s in ("kinetic", "ml", "euler", "ns")}
-    out = [f"# kinetic BGK benchmark: {len(cases)} cases, model {args.model}, {args.nx} cells, t = 0.1",
+    out = [f"# kinetic BGK benchmark: {len(cases)} cases, model {args.model}, {args.nx} cells, t = 0.1"
+           + (f", solver {settings}" if settings else ""),
            "", "Relative L2 errors (%) against the kinetic solver on 4x finer cells:", "", *table(results),
            "", f"Cost ({args.nx} cells, t = 0.1):", "", *costs(results), "",
            "Smallest rho or T produced: " + ", ".join(f"{s} {v:.3g}" for s, v in lo.items()),

@@ -217,11 +217,12 @@ def hancock_step(U, W, closure, kn, dt, dx, idx, c, flux="hllc", w_damping=2.0, 
 
 
 def solve(closure, x, rho, u, T, kn, t_end, bc="periodic", *, wave_speed=3.0, cfl=0.45, w_damping=2.0,
-          flux="hllc", scheme="hancock", w_implicit=False) -> dict:
+          flux="hllc", scheme="hancock", w_implicit=False, cfl_rarefied=None) -> dict:
     """The moment-system solution at t_end from the Maxwellian rho, u, T [nx] with one closure
     (``terms(w [M, N]) -> [6, M, N]``, ``clip``, ``w_eq``; e.g. :class:`.fused.MeanClosure`).
     Time step dt = cfl dx / max(|u| + wave_speed sqrt(T)) (stable for cfl * w_damping <= 1; with
-    ``w_implicit``, W's damping implicit (:mod:`.meanstep`, scheme "hancock" only), for cfl <= 1).
+    ``w_implicit``, W's damping implicit (:mod:`.meanstep`, scheme "hancock" only), for cfl <= 1, and
+    cfl_rarefied (default cfl) in the steps where the mean free path is at least a cell everywhere).
 
     Returns {"x", "rho", "u", "T", "w" [nx, M], "U" [nx, 3], "steps", "fallbacks", "wall_s"}."""
     if flux not in FLUXES:
@@ -245,7 +246,7 @@ def solve(closure, x, rho, u, T, kn, t_end, bc="periodic", *, wave_speed=3.0, cf
         from .meanstep import ImplicitHancock
 
         stepper = ImplicitHancock(closure, len(x), dx, idx, kn, wave_speed, w_damping, flux)
-        U, W, P, steps, fallbacks = stepper.run(U, W, t_end, cfl)
+        U, W, P, steps, fallbacks = stepper.run(U, W, t_end, cfl, cfl_rarefied)
     while t < t_end * (1 - 1e-12) and not w_implicit:
         dt = min(cfl * dx / (np.abs(P[1]) + wave_speed * np.sqrt(P[2])).max(), t_end - t)
         for attempt in range(8):

@@ -125,19 +125,24 @@ class ImplicitHancock:
             G[rows, :2] = G[rows, 2:3]
             G[rows, nx + 2:] = G[rows, nx + 1:nx + 2]
 
-    def run(self, U, W, t_end: float, cfl: float):
-        """Advance U [3, nx], W [M, nx] to t_end with dt = cfl dx / max(|u| + c sqrt(T)); a step that
-        leaves rho <= 0 or T <= 0 (or non-finite values) is redone ``safe``, then halved.
+    def run(self, U, W, t_end: float, cfl: float, cfl_rarefied: float | None = None):
+        """Advance U [3, nx], W [M, nx] to t_end with dt = cfl dx / max(|u| + c sqrt(T)), or with
+        ``cfl_rarefied`` (default: cfl) in the steps where the mean free path Kn sqrt(T)/rho is at
+        least a cell everywhere (Kn sqrt(min T)/max rho >= dx: no HLLC face). A step that leaves
+        rho <= 0 or T <= 0 (or non-finite values) is redone ``safe``, then halved.
         Returns (U, W, P, steps, fallbacks)."""
         P = primitives(U)
         sq = np.sqrt(P[2])
         t, steps, fallbacks, c, dx = 0.0, 0, 0, self.c, self.dx
+        cfl_r = cfl if cfl_rarefied is None else cfl_rarefied
+        kdx = self.kn / dx
         while t < t_end * (1 - 1e-12):
+            dense = kdx * _min(sq) < np.maximum.reduce(P[0])    # some mean free path below a cell
             sp = np.abs(P[1])
             sp += c * sq
-            dt = min(cfl * dx / sp.max(), t_end - t)
+            dt = min((cfl if dense else cfl_r) * dx / np.maximum.reduce(sp), t_end - t)
             for attempt in range(8):
-                Un, Wn = self.step(U, W, P, sq, dt, attempt > 0)
+                Un, Wn = self.step(U, W, P, sq, dt, attempt > 0, dense)
                 Pn = primitives(Un)
                 if _min(Pn[0:3:2], axis=None) > 0 and np.isfinite(Pn.sum()):
                     break
@@ -150,9 +155,10 @@ class ImplicitHancock:
             sq = np.sqrt(P[2])
         return U, W, P, steps, fallbacks
 
-    def step(self, U, W, P, sq, dt, safe=False):
+    def step(self, U, W, P, sq, dt, safe=False, dense=True):
         """(U1 [3, nx], W1 [M, nx]) one step dt after U, W with P = primitives(U), sq = sqrt(T);
-        ``safe``: first order in space and time with the Rusanov Euler flux for U (W as always)."""
+        ``safe``: first order in space and time with the Rusanov Euler flux for U (W as always);
+        ``dense``: False where Kn sqrt(min T)/max rho >= dx is known (no HLLC face)."""
         nx, M, dx, kn, G, Gi = self.nx, self.M, self.dx, self.kn, self.G, self.Gi
         rho, u, T = P
         Gi[:3] = P
@@ -241,7 +247,7 @@ class ImplicitHancock:
         np.multiply(mo, v, out=F[1])
         F[1] += pf
         Ep = E + pf
-        hllc = not (safe or self.flux == "rusanov") and (kn / dx) * np.sqrt(_min(T)) / np.maximum.reduce(rho) < 1.0
+        hllc = dense and not (safe or self.flux == "rusanov")
         if hllc:                                                 # HLLC's weight 1 - theta > 0 on some face?
             theta = blend(r, Tf, kn, dx, self.c)
             hllc = _min(theta) < 1.0

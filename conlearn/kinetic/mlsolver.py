@@ -184,7 +184,7 @@ class MomentClosure:
 
     def __init__(self, members: list[Member], wave_speed: float = 3.0, cfl: float = 0.45, w_damping: float = 2.0,
                  flux: str = "hllc", dtype: str = "float32", scheme: str = "hancock", w_implicit: bool = True,
-                 implicit_cfl: float = 0.75):
+                 implicit_cfl: float = 0.75, rarefied_cfl: float = 0.9):
         from .fused import MeanClosure
         from .meansolve import FLUXES, SCHEMES
 
@@ -201,23 +201,26 @@ class MomentClosure:
         self.scheme = scheme
         if not isinstance(w_implicit, bool):
             raise ValueError(f"w_implicit: must be true or false, got {w_implicit!r}")
-        if not 0 < implicit_cfl <= 1:
-            raise ValueError(f"implicit_cfl: must be in (0, 1], got {implicit_cfl!r}")
+        for key, v in (("implicit_cfl", implicit_cfl), ("rarefied_cfl", rarefied_cfl)):
+            if not (isinstance(v, (int, float)) and 0 < v <= 1):
+                raise ValueError(f"{key}: must be in (0, 1], got {v!r}")
         if w_implicit and scheme != "hancock":
             raise ValueError("w_implicit: the implicit W damping needs scheme 'hancock'")
-        self.w_implicit, self.implicit_cfl = w_implicit, float(implicit_cfl)
+        self.w_implicit, self.implicit_cfl, self.rarefied_cfl = w_implicit, float(implicit_cfl), float(rarefied_cfl)
 
     @property
     def settings(self) -> dict:
         return {"wave_speed": self.wave_speed, "cfl": self.cfl, "w_damping": self.w_damping, "flux": self.flux,
-                "scheme": self.scheme, "w_implicit": self.w_implicit, "implicit_cfl": self.implicit_cfl}
+                "scheme": self.scheme, "w_implicit": self.w_implicit, "implicit_cfl": self.implicit_cfl,
+                "rarefied_cfl": self.rarefied_cfl}
 
     def solve(self, x, rho, u, T, kn, t_end, bc="periodic", members: bool = False) -> dict:
         from .meansolve import solve
 
         out = solve(self.mean, x, rho, u, T, kn, t_end, bc, wave_speed=self.wave_speed,
                     cfl=self.implicit_cfl if self.w_implicit else self.cfl, w_damping=self.w_damping,
-                    flux=self.flux, scheme=self.scheme, w_implicit=self.w_implicit)
+                    flux=self.flux, scheme=self.scheme, w_implicit=self.w_implicit,
+                    cfl_rarefied=self.rarefied_cfl if self.w_implicit else None)
         if members:
             runs = solve_stack(self.stacked, x, rho, u, T, kn, t_end, bc, wave_speed=self.wave_speed, cfl=self.cfl,
                                w_damping=self.w_damping)

@@ -154,3 +154,19 @@ def test_lean_hllc_equals_the_reference_hllc():
     ref = _hllc(r, v, p, E, np.sqrt(T), 0.5 * (F[:, 0] + F[:, 1]))
     assert np.abs(_hllc_jump(r, v, p, E, mo, np.sqrt(T), F[:, 1] - F[:, 0]) - ref).max() < 1e-13 * np.abs(ref).max()
     assert (np.abs(v) > 1.3 * np.sqrt(T)).any()                  # supersonic faces among them
+
+
+def test_rarefied_steps_take_the_rarefied_cfl(members):
+    """Kn = 10 on 50 cells: the mean free path exceeds a cell everywhere, so every step takes
+    rarefied_cfl; Kn = 1e-4: none does (implicit_cfl)."""
+    x = cells(50)
+    rho, u, T = initial_profiles(benchmark_wave(), x)
+    mc = MeanClosure(members)
+    steps = {}
+    for kn in (1e-4, 10.0):
+        for cr in (0.45, 0.9):
+            steps[kn, cr] = solve(mc, x, rho, u, T, kn, 0.05, cfl=0.45, w_implicit=True, cfl_rarefied=cr)["steps"]
+    assert steps[1e-4, 0.45] == steps[1e-4, 0.9]
+    assert abs(steps[10.0, 0.9] - steps[10.0, 0.45] / 2) <= 1, steps
+    with pytest.raises(ValueError, match="rarefied_cfl"):
+        MomentClosure(members, rarefied_cfl=0.0)
