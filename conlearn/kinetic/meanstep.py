@@ -9,7 +9,8 @@ on the faces, is taken at the new time inside the exponential relaxation,
     W1 = e W0 + (1 - e) rho w_eq + phi dt (L + D(W1)),   e = exp(-rho dt/Kn), phi = (1 - e)/(rho dt/Kn),
 
 one tridiagonal solve (LAPACK gtsv) for all M moments per step, so the step follows U's wave
-speed alone: dt = cfl dx / max(|u| + c sqrt(T)) with cfl up to 1 (``solver.implicit_cfl``).
+speed alone: dt = cfl dx / max(|u| + c sqrt(T)) with cfl up to 1 (``solver.implicit_cfl``, and
+``solver.rarefied_cfl`` in steps where the mean free path is at least a cell everywhere).
 The rest of the damping, the part that comes from U's reconstructed density at the faces
 (rho_face - rho_cell) w, stays explicit as in :mod:`.meansolve`. At small Kn phi dt -> Kn/rho,
 so the damping fades with the non-equilibrium as before (asymptotic preserving).
@@ -90,7 +91,7 @@ class ImplicitHancock:
         self.closure, self.nx, self.dx, self.kn, self.c, self.wd = closure, nx, dx, kn, c, w_damping
         self.periodic = bool(idx[0] != 0)
         self.flux = flux
-        M = self.M = closure.M
+        M = self.M = len(closure.w_eq)
         nf = nx + 1
         self.w_eq = closure.w_eq[:, None]
         self.G = np.empty((_W + 2 * M, nx + 4))                  # cells with ghosts
@@ -107,7 +108,7 @@ class ImplicitHancock:
         self.Dq = np.empty((3 + M, nf))
         self.b = np.empty((M + 1, nx))                           # right-hand sides of the implicit solve
         self.g = np.empty((4, nx))
-        self.lo, self.hi = closure._lo0, closure._hi0
+        self.lo, self.hi = getattr(closure, "_lo0", None), getattr(closure, "_hi0", None)   # else closure.clip
         st = getattr(closure, "solver_terms", None)
         self.terms = st if st is not None else self._solver_terms
 
@@ -159,13 +160,31 @@ class ImplicitHancock:
         """(U1 [3, nx], W1 [M, nx]) one step dt after U, W with P = primitives(U), sq = sqrt(T);
         ``safe``: first order in space and time with the Rusanov Euler flux for U (W as always);
         ``dense``: False where Kn sqrt(min T)/max rho >= dx is known (no HLLC face)."""
-        nx, M, dx, kn, G, Gi = self.nx, self.M, self.dx, self.kn, self.G, self.Gi
+        prod, D, Wc = self._cells(W, P, sq)
+        if not safe:
+            self._half_w(W, P, dt, prod, D, Wc)
+            self._predict(dt, D)
+        else:
+            S, G, nx = self.S, self.G, self.nx
+            S[:, 0], S[:, 1] = G[:3, 1:nx + 2], G[:3, 2:nx + 3]
+        Gf, alpha = self._fluxes(P, safe, dense)
+        dQ = Gf[:, :-1] - Gf[:, 1:]
+        dQ *= dt / self.dx
+        U1 = dQ[:3]
+        U1 += U
+        L = dQ[3:]
+        L += dt * prod
+        return U1, self._relax(W, L, U1[0], dt, alpha)
+
+    def _cells(self, W, P, sq):
+        """Fill the cell array (with ghosts) from W [M, nx], P, sq = sqrt(T) [nx]: evaluates the
+        closure once. Returns (rho S [M, nx] the production terms, D [7, nx + 2] d/dx of
+        u, T, p, sigma, q and W's first two fluxes at cells 1 .. nx + 2, rho w[:2] [2, nx])."""
+        nx, M, G, Gi = self.nx, self.M, self.G, self.Gi
         rho, u, T = P
         Gi[:3] = P
         w = Gi[_W:_W + M]
-        np.divide(W, rho, out=w)
-        np.maximum(w, self.lo, out=w)
-        np.minimum(w, self.hi, out=w)
+        self._clip(W, rho, w)
         terms = self.terms(w)                                    # [5, M, nx] (fused.MeanClosure.solver_terms)
         a = terms[0]
         Gi[_W + M:] = a
@@ -178,9 +197,8 @@ class ImplicitHancock:
         np.multiply(u, Wc, out=FW)
         FW += (rho * sq) * a[:2]
         self._ghosts()
-        # central differences (d/dx) of u, T, p, sigma, q, FW0, FW1 at cells 1 .. nx + 2 of G
         D = G[_U:_FW1 + 1, 2:] - G[_U:_FW1 + 1, :-2]
-        D *= 0.5 / dx
+        D *= 0.5 / self.dx
         Di = D[:, 1:nx + 1]
         g = self.g                                               # (u_x, T_x/sqrt T, (p + sigma)_x/(rho sqrt T),
         g[0] = Di[0]                                             #  (1 + w0) u_x + q_x/p)
@@ -191,48 +209,65 @@ class ImplicitHancock:
         g[3] += Di[0]
         g[3] += Di[4] / p
         g *= -rho
-        prod = np.einsum("kn,kmn->mn", g, terms[1:])            # rho S [M, nx]
-        S, Q, F = self.S, self.Q, self.F
-        if not safe:
-            # sigma/p and q/(p sqrt T) of W advanced dt/2 in each cell (exact relaxation)
-            x = rho * (0.5 * dt / kn)
-            em = np.expm1(-x)                                    # e^(-x) - 1
-            Lp = prod[:2] - Di[5:]
-            wh = self.wh[:, 1:nx + 1]
-            np.multiply(self.w_eq[:2], -em * rho, out=wh)       # (1 - e) rho w_eq
-            wh += (1.0 + em) * Wc
-            Lp *= em * (-0.5 * dt) / x                          # phi dt/2
-            wh += Lp
-            wh /= rho
-            self._ghost_wh()
-            # van Leer slopes (half) of rho, u, T and the Hancock predictor over dt/2 (with the
-            # non-equilibrium terms)
-            d = G[:3, 1:] - G[:3, :-1]
-            lo, hi = d[:, :-1], d[:, 1:]
-            s = lo * hi
-            np.maximum(s, 0.0, out=s)
-            s /= lo + hi + 1e-300                                # [3, nx + 2], cells 1 .. nx + 2
-            r, v, Tc = G[:3, 1:nx + 3]
-            sr, su, sT = s
-            dP = v * s
-            dP[0] += r * su
-            dP[1] += sT
-            hx = 0.5 * dx
-            dP[1] += (Tc * sr + hx * D[3]) / r
-            dP[2] += ((Tc * r + G[_SIG, 1:nx + 3]) * su + hx * D[4]) * (2.0 / 3.0) / r
-            dP *= -dt / dx
-            pl = dP + s
-            dP -= s
-            np.add(G[:3, 1:nx + 2], pl[:, :-1], out=S[:, 0])
-            np.add(G[:3, 2:nx + 3], dP[:, 1:], out=S[:, 1])
-            dr = self.dr
-            dr[0], dr[1] = pl[0, :-1], dP[0, 1:]
-            if _min(S[0:3:2], axis=None) <= 0.0:                 # back to the MUSCL faces
-                np.add(G[:3, 1:nx + 2], s[:, :-1], out=S[:, 0])
-                np.subtract(G[:3, 2:nx + 3], s[:, 1:], out=S[:, 1])
-                dr[0], dr[1] = s[0, :-1], -s[0, 1:]
-        else:
-            S[:, 0], S[:, 1] = G[:3, 1:nx + 2], G[:3, 2:nx + 3]
+        return np.einsum("kn,kmn->mn", g, terms[1:]), D, Wc
+
+    def _clip(self, W, rho, w):
+        """w [M, nx] = the closure's clip of W/rho, written in place."""
+        if self.lo is None:
+            w[:] = self.closure.clip(W / rho)
+            return
+        np.divide(W, rho, out=w)
+        np.maximum(w, self.lo, out=w)
+        np.minimum(w, self.hi, out=w)
+
+    def _half_w(self, W, P, dt, prod, D, Wc):
+        """sigma/p and q/(p sqrt T) of W advanced dt/2 in each cell (central differences of W's
+        flux, production, exact relaxation), into self.wh (with ghosts)."""
+        nx, kn = self.nx, self.kn
+        rho = P[0]
+        x = rho * (0.5 * dt / kn)
+        em = np.expm1(-x)                                        # e^(-x) - 1
+        Lp = prod[:2] - D[5:, 1:nx + 1]
+        wh = self.wh[:, 1:nx + 1]
+        np.multiply(self.w_eq[:2], -em * rho, out=wh)           # (1 - e) rho w_eq
+        wh += (1.0 + em) * Wc
+        Lp *= em * (-0.5 * dt) / x                              # phi dt/2
+        wh += Lp
+        wh /= rho
+        self._ghost_wh()
+
+    def _predict(self, dt, D):
+        """Face values of rho, u, T (self.S) from van Leer slopes (half) and the Hancock predictor
+        over dt/2 with the non-equilibrium terms; self.dr = face rho - cell rho."""
+        nx, dx, G, S, dr = self.nx, self.dx, self.G, self.S, self.dr
+        d = G[:3, 1:] - G[:3, :-1]
+        lo, hi = d[:, :-1], d[:, 1:]
+        s = lo * hi
+        np.maximum(s, 0.0, out=s)
+        s /= lo + hi + 1e-300                                    # [3, nx + 2], cells 1 .. nx + 2
+        r, v, Tc = G[:3, 1:nx + 3]
+        sr, su, sT = s
+        dP = v * s
+        dP[0] += r * su
+        dP[1] += sT
+        hx = 0.5 * dx
+        dP[1] += (Tc * sr + hx * D[3]) / r
+        dP[2] += ((Tc * r + G[_SIG, 1:nx + 3]) * su + hx * D[4]) * (2.0 / 3.0) / r
+        dP *= -dt / dx
+        pl = dP + s
+        dP -= s
+        np.add(G[:3, 1:nx + 2], pl[:, :-1], out=S[:, 0])
+        np.add(G[:3, 2:nx + 3], dP[:, 1:], out=S[:, 1])
+        dr[0], dr[1] = pl[0, :-1], dP[0, 1:]
+        if _min(S[0:3:2], axis=None) <= 0.0:                     # back to the MUSCL faces
+            np.add(G[:3, 1:nx + 2], s[:, :-1], out=S[:, 0])
+            np.subtract(G[:3, 2:nx + 3], s[:, 1:], out=S[:, 1])
+            dr[0], dr[1] = s[0, :-1], -s[0, 1:]
+
+    def _fluxes(self, P, safe, dense):
+        """(numerical fluxes of U and W [3 + M, nf] at the faces, Rusanov speeds alpha [nf]) from
+        the face states (self.S, the cell array's w and a, self.wh, self.dr)."""
+        M, dx, kn, S, Q, F = self.M, self.dx, self.kn, self.S, self.Q, self.F
         r, v, Tf = S
         wf, af = self.wa[:M], self.wa[M:]
         pf = r * Tf
@@ -287,13 +322,7 @@ class ImplicitHancock:
             Dq *= self.scale
             Dq *= 0.5 * alpha
             Gf -= Dq
-        dQ = Gf[:, :-1] - Gf[:, 1:]
-        dQ *= dt / dx
-        U1 = dQ[:3]
-        U1 += U
-        L = dQ[3:]
-        L += dt * prod
-        return U1, self._relax(W, L, U1[0], dt, alpha)
+        return Gf, alpha
 
     def _ghost_wh(self):
         wh, nx = self.wh, self.nx
