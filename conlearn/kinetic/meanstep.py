@@ -94,6 +94,7 @@ class ImplicitHancock:
         M = self.M = len(closure.w_eq)
         nf = nx + 1
         self.w_eq = closure.w_eq[:, None]
+        self.eq = bool(np.any(self.w_eq != 0))                   # w_eq = 0 saves a few calls
         self.G = np.empty((_W + 2 * M, nx + 4))                  # cells with ghosts
         self.Gi = self.G[:, 2:nx + 2]                            # the cells
         self.wh = np.empty((2, nx + 2))                          # sigma/p, q/(p sqrt T) at t + dt/2, one ghost
@@ -229,8 +230,11 @@ class ImplicitHancock:
         em = np.expm1(-x)                                        # e^(-x) - 1
         Lp = prod[:2] - D[5:, 1:nx + 1]
         wh = self.wh[:, 1:nx + 1]
-        np.multiply(self.w_eq[:2], -em * rho, out=wh)           # (1 - e) rho w_eq
-        wh += (1.0 + em) * Wc
+        if self.eq:
+            np.multiply(self.w_eq[:2], -em * rho, out=wh)       # (1 - e) rho w_eq
+            wh += (1.0 + em) * Wc
+        else:
+            np.multiply(Wc, 1.0 + em, out=wh)
         Lp *= em * (-0.5 * dt) / x                              # phi dt/2
         wh += Lp
         wh /= rho
@@ -337,29 +341,33 @@ class ImplicitHancock:
         speeds at the faces."""
         M, b = self.M, self.b
         x = rho1 * (dt / self.kn)
-        em = np.expm1(-x)
-        e = 1.0 + em
-        phi_dt = em * (-dt / x)                                  # phi dt, phi = (1 - e)/x
-        np.multiply(self.w_eq, (1.0 - e) * rho1, out=b[:M])
-        b[:M] += e * W0
-        L *= phi_dt / dt                                         # (L arrives as dt L)
+        em = np.expm1(-x)                                        # e - 1
+        phi = em / x
+        phi *= -1.0                                              # phi = (1 - e)/x
+        e = em + 1.0
+        if self.eq:
+            np.multiply(self.w_eq, (-em) * rho1, out=b[:M])    # (1 - e) rho w_eq
+            b[:M] += e * W0
+        else:                                                    # (w_eq = 0: normalised moments)
+            np.multiply(W0, e, out=b[:M])
+        L *= phi                                                 # (L arrives as dt L)
         b[:M] += L
-        K = (0.5 * self.wd / self.dx) * alpha
-        lo = phi_dt * K[:-1]
-        hi = phi_dt * K[1:]
-        d = 1.0 + lo
-        d += hi
+        c = phi * (-0.5 * self.wd * dt / self.dx)                # -phi dt K / alpha / dx
+        nlo = c * alpha[:-1]                                     # couplings to i - 1, i + 1 (negative)
+        nhi = c * alpha[1:]
+        d = 1.0 - nlo
+        d -= nhi
         if not self.periodic:
-            d[0] -= lo[0]
-            d[-1] -= hi[-1]
-            return dgtsv(-lo[1:], d, -hi[:-1], b[:M].T)[3].T
-        # corners A[0, n-1] = -lo[0], A[n-1, 0] = -hi[n-1] removed by Sherman-Morrison:
-        # A = T' + u v^T, u = (g, 0.., -hi[-1]), v = (1, 0.., -lo[0]/g)
+            d[0] += nlo[0]
+            d[-1] += nhi[-1]
+            return dgtsv(nlo[1:], d, nhi[:-1], b[:M].T)[3].T
+        # corners A[0, n-1] = nlo[0], A[n-1, 0] = nhi[n-1] removed by Sherman-Morrison:
+        # A = T' + u v^T, u = (g, 0.., nhi[-1]), v = (1, 0.., nlo[0]/g)
         g = -d[0]
         d[0] -= g
-        d[-1] -= hi[-1] * lo[0] / g
+        d[-1] -= nhi[-1] * nlo[0] / g
         b[M] = 0.0
-        b[M, 0], b[M, -1] = g, -hi[-1]
-        z = dgtsv(-lo[1:], d, -hi[:-1], b.T)[3].T                # [M + 1, n]
-        vz = z[:, 0] - (lo[0] / g) * z[:, -1]
-        return z[:M] - (vz[:M] / (1.0 + vz[M]))[:, None] * z[M]
+        b[M, 0], b[M, -1] = g, nhi[-1]
+        z = dgtsv(nlo[1:], d, nhi[:-1], b.T)[3].T                # [M + 1, n]
+        vz = z[:, 0] + (nlo[0] / g) * z[:, -1]
+        return z[:M] - np.multiply.outer(vz[:M] / (1.0 + vz[M]), z[M])

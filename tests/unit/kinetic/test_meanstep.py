@@ -25,14 +25,18 @@ def members():
     return [Member.random(4, seed=s, amplitude=1.0) for s in range(3)]
 
 
+@pytest.mark.parametrize("w_eq_zero", [True, False])
 @pytest.mark.parametrize("bc", ["periodic", "neumann"])
-def test_implicit_relaxation_solves_its_linear_system(members, bc):
+def test_implicit_relaxation_solves_its_linear_system(members, bc, w_eq_zero):
     """W1 = e W0 + (1 - e) rho w_eq + phi dt (L + D(W1)) holds to round-off, D the damping
-    operator assembled densely (periodic corners; no flux through Neumann walls)."""
+    operator assembled densely (periodic corners; no flux through Neumann walls); with the
+    normalised moments' w_eq = 0 and with any other w_eq."""
     nx, dx, kn, dt = 12, 1.0 / 12, 0.05, 0.01
     mc = MeanClosure(members)
     st = ImplicitHancock(mc, nx, dx, fv.ghost_index(nx, bc), kn, 3.0, 2.0)
     rng = np.random.default_rng(0)
+    if not w_eq_zero:
+        st.w_eq, st.eq = rng.normal(size=(mc.M, 1)), True
     W0, L = rng.normal(size=(mc.M, nx)), rng.normal(size=(mc.M, nx))
     rho1, alpha = 0.5 + rng.random(nx), 1.0 + rng.random(nx + 1)
     W1 = st._relax(W0, dt * L, rho1, dt, alpha)                   # (takes dt L)
@@ -46,7 +50,7 @@ def test_implicit_relaxation_solves_its_linear_system(members, bc):
         A[i, (i - 1) % nx] += K[i] / dx
     x = rho1 * dt / kn
     e, phi = np.exp(-x), -np.expm1(-x) / x
-    resid = W1 - (e * W0 + (1 - e) * rho1 * mc.w_eq[:, None] + phi * dt * (L + W1 @ A.T))
+    resid = W1 - (e * W0 + (1 - e) * rho1 * st.w_eq + phi * dt * (L + W1 @ A.T))
     assert np.abs(resid).max() < 1e-12 * np.abs(W1).max()
 
 
@@ -196,3 +200,20 @@ def test_one_closure_evaluation_per_step_and_any_closure(members):
     assert c.calls == a["steps"] == b["steps"] and a["fallbacks"] == 0
     for k in ("rho", "u", "T", "w"):
         assert np.abs(a[k] - b[k]).max() < 1e-10, k
+
+
+def test_general_w_eq_branch_equals_the_zero_w_eq_branch(members):
+    """The code path for closures with w_eq != 0, run with w_eq = 0, gives the zero-w_eq path's
+    solution to round-off (both branches of the half-step predictor and the relaxation)."""
+    nx = 40
+    x = cells(nx)
+    rho, u, T = initial_profiles(benchmark_wave(), x)
+    mc = MeanClosure(members)
+    out = []
+    for eq in (False, True):
+        st = ImplicitHancock(mc, nx, 1.0 / nx, fv.ghost_index(nx, "periodic"), 0.1, 3.0, 2.0)
+        st.eq = eq
+        U = np.stack([rho, rho * u, 0.5 * rho * u * u + 1.5 * rho * T])
+        out.append(st.run(U, rho * mc.w_eq[:, None], 0.05, 0.75)[:2])
+    for a, b in zip(*out):
+        assert np.abs(a - b).max() < 1e-13 * np.abs(a).max()
