@@ -132,6 +132,8 @@ class Closure(_Strict):
                                             "grids; False keeps the projection closure's, hyperbolic at equilibrium)")
     hyperbolic: float = Field(0.0, ge=0, description="weight of the hyperbolicity penalty in training: the mean "
                               "squared imaginary part of the characteristic speeds at the minibatch's states")
+    final_steps: int = Field(0, ge=0, description="after the last iteration, train every member this many more "
+                             "steps on all the labels (the last iteration's too), warm-started; 0: no final training")
 
 
 class Solver(_Strict):
