@@ -38,7 +38,11 @@ def cells(nx: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ClosureTrainer:
+    """settings: the training; final_trainer: the loop's final training after the last iteration
+    (:class:`conlearn.core.loop.BatchLoop`: every member once more on all the data, warm start), or None."""
+
     settings: TrainSettings
+    final_trainer: Optional["ClosureTrainer"] = None
 
     def train(self, data, previous: Optional[TrainResult], ctx: TaskContext) -> TrainResult:
         prev = Member.load(previous.model_paths[0]) if previous is not None else None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,8 @@ def build_loop(cfg: KineticConfig, run_dir: Path, executor, initial_data: list, 
     loop = LoopSettings(n_models=c.n_models, max_iterations=cfg.loop.max_iterations,
                         label_retries=cfg.loop.label_retries, label_timeout_s=cfg.loop.label_timeout_s,
                         seed=cfg.loop.seed, label_last=cfg.loop.label_last)
-    return BatchLoop(trainer=ClosureTrainer(settings), explorer=explorer, selector=selector, labeler=labeler(cfg),
+    final = ClosureTrainer(replace(settings, reuse_steps=c.final_steps)) if c.final_steps > 0 else None
+    return BatchLoop(trainer=ClosureTrainer(settings, final), explorer=explorer, selector=selector, labeler=labeler(cfg),
                      conditions=conditions_for(cfg), initial_data=initial_data, run_dir=run_dir,
                      executor=executor, settings=loop, observers=observers)
 
