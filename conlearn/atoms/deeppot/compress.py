@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from .descriptor import add_padding, switch
+from .descriptor import switch
 from .model import DeepPot, DeepPotSpec
 from . import tabkernel
 from .tabulate import Table
@@ -121,26 +121,8 @@ class CompressedDeepPot(DeepPot):
 
     def tabulated_descriptor(self, g) -> torch.Tensor:
         """Descriptors ``[n_atoms, M1 * M2]`` as :class:`DescrptSeA` computes them."""
-        desc = self.descriptor
-        ti = g.atom_types
-        rows = desc.env_rows(g.nbr_vec)
-        rows = (rows - desc.avg[ti].unsqueeze(1)) / desc.std[ti].unsqueeze(1)  # [N, K, 4]
-        x = rows[:, :, 0]
-        parts = []
-        for tj, (s, e) in enumerate(g.slot_slices):
-            if e == s:
-                continue
-            if desc.type_one_side:
-                parts.append(self._block(x[:, s:e], rows[:, s:e], 0, tj))
-            else:
-                parts.append(torch.cat([self._block(x[a:b, s:e], rows[a:b, s:e], q, tj)
-                                        for q, (a, b) in enumerate(g.type_slices)]))
-        if parts:
-            t = parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)
-        else:  # no pairs: zeros that still depend on the pair vectors, as autograd needs
-            t = torch.bmm(rows.transpose(1, 2), rows.new_zeros(*x.shape, desc.neuron[-1]))
-        t = add_padding(t, desc._padding(g)) / desc.nnei
-        return torch.matmul(t.transpose(1, 2), t[:, :, : desc.axis_neuron]).reshape(g.n_atoms, -1)
+        return self.descriptor.contract(g, self.descriptor.normalised_rows(g),
+                                        lambda r, ti, tj: self._block(r[:, :, 0], r, ti, tj))
 
     def _block(self, x: torch.Tensor, rows: torch.Tensor, ti: int, tj: int) -> torch.Tensor:
         """``[n, 4, M1]`` from the pairs ``x [n, k]``, ``rows [n, k, 4]`` of one net."""

@@ -79,22 +79,30 @@ class DescrptSeA(nn.Module):
         s = switch(r, self.rcut_smth, self.rcut) / r
         return torch.cat([s, s * pair_vec / r], dim=-1)
 
-    def forward(self, g) -> torch.Tensor:
-        rows = self.env_rows(g.nbr_vec)  # [N, K, 4]; padding slots give the empty-slot row
+    def normalised_rows(self, g) -> torch.Tensor:
+        """``R̂ [N, K, 4]``: environment rows normalised by the centre type's statistics
+        (padding slots give the empty-slot row)."""
         ti = g.atom_types
-        rows = (rows - self.avg[ti].unsqueeze(1)) / self.std[ti].unsqueeze(1)
-        s_in = rows[:, :, :1].contiguous()  # embedding input: the normalised s(r)
-        # T = Σ_blocks R̂_blockᵀ G_block, one product per net: the [N, K, M1] embedding of all
-        # slots is never concatenated (a fresh array of that size costs as much as the product)
+        return (self.env_rows(g.nbr_vec) - self.avg[ti].unsqueeze(1)) / self.std[ti].unsqueeze(1)
+
+    def forward(self, g) -> torch.Tensor:
+        return self.contract(g, self.normalised_rows(g),
+                             lambda r, ti, tj: torch.bmm(r.transpose(1, 2), self.net(ti, tj)(r[:, :, :1])))
+
+    def contract(self, g, rows: torch.Tensor, block) -> torch.Tensor:
+        """Descriptors ``[N, M1 * M2]`` from ``R̂`` and ``block(R̂_block [n, k, 4], t_i, t_j) ->
+        R̂_blockᵀ G_block [n, 4, M1]`` (the exact nets here, the tables of a compressed model).
+
+        ``T = Σ_blocks R̂_blockᵀ G_block``, one product per net: the [N, K, M1] embedding of all
+        slots is never concatenated (a fresh array of that size costs as much as the product)."""
         parts = []
         for tj, (s, e) in enumerate(g.slot_slices):
             if e == s:
                 continue
             if self.type_one_side:
-                parts.append(torch.bmm(rows[:, s:e].transpose(1, 2), self.net(0, tj)(s_in[:, s:e])))
+                parts.append(block(rows[:, s:e], 0, tj))
             else:
-                parts.append(torch.cat([torch.bmm(rows[a:b, s:e].transpose(1, 2), self.net(t, tj)(s_in[a:b, s:e]))
-                                        for t, (a, b) in enumerate(g.type_slices)]))
+                parts.append(torch.cat([block(rows[a:b, s:e], t, tj) for t, (a, b) in enumerate(g.type_slices)]))
         if parts:
             t = parts[0] if len(parts) == 1 else torch.stack(parts).sum(0)  # [N, 4, M1]
         else:  # no pairs: zeros that still depend on the pair vectors, as autograd needs
