@@ -102,3 +102,20 @@ def check_times(t_end, save_times=None) -> np.ndarray:
     if ts.size == 0 or (ts < 0).any() or (ts > t_end * (1 + 1e-12)).any() or (np.diff(ts) <= 0).any():
         raise ValueError(f"save_times: must be increasing within [0, t_end = {t_end}], got {ts}")
     return ts
+
+
+def step_with_fallback(attempt, dt: float, t: float):
+    """One time step of a moment solver that must keep rho, T > 0: ``attempt(dt, safe)`` returns
+    the new state, or None when it is not admissible. The first retry is ``safe`` (first order)
+    at the same dt, each further one also halves dt (8 tries in all).
+
+    Returns ``(state, dt taken, fallbacks)``; raises FloatingPointError naming the time t."""
+    fallbacks = 0
+    for k in range(8):
+        state = attempt(dt, k > 0)
+        if state is not None:
+            return state, dt, fallbacks
+        fallbacks += 1
+        if k > 0:
+            dt *= 0.5
+    raise FloatingPointError(f"moment solver: no positive state at t = {t:.4g} even first order")

@@ -247,19 +247,16 @@ def solve(closure, x, rho, u, T, kn, t_end, bc="periodic", *, wave_speed=3.0, cf
 
         stepper = ImplicitHancock(closure, len(x), dx, idx, kn, wave_speed, w_damping, flux)
         U, W, P, steps, fallbacks = stepper.run(U, W, t_end, cfl, cfl_rarefied)
+
+    def attempt(dt, safe):
+        Un, Wn = advance(U, W, closure, kn, dt, dx, idx, wave_speed, flux, w_damping, safe, P)
+        Pn = primitives(Un)
+        return (Un, Wn, Pn) if _ok(Un, Pn) else None
+
     while t < t_end * (1 - 1e-12) and not w_implicit:
         dt = min(cfl * dx / (np.abs(P[1]) + wave_speed * np.sqrt(P[2])).max(), t_end - t)
-        for attempt in range(8):
-            Un, Wn = advance(U, W, closure, kn, dt, dx, idx, wave_speed, flux, w_damping, attempt > 0, P)
-            Pn = primitives(Un)
-            if _ok(Un, Pn):
-                break
-            fallbacks += 1
-            if attempt > 0:
-                dt *= 0.5
-        else:
-            raise FloatingPointError(f"moment solver: no positive state at t = {t:.4g} even first order")
-        U, W, P, t, steps = Un, Wn, Pn, t + dt, steps + 1
+        (U, W, P), dt, redone = fv.step_with_fallback(attempt, dt, t)
+        t, steps, fallbacks = t + dt, steps + 1, fallbacks + redone
     r, uu, TT = P
     return {"x": np.asarray(x, float), "rho": r, "u": uu, "T": TT, "w": (W / r).T, "U": U.T, "steps": steps,
             "fallbacks": fallbacks, "wall_s": time.perf_counter() - t0}

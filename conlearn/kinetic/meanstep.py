@@ -35,6 +35,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from scipy.linalg.lapack import dgtsv
 
+from .fv import step_with_fallback
 from .meansolve import _SQG, blend, primitives
 
 _min = np.minimum.reduce                                         # (ndarray.min's wrapper costs more)
@@ -143,19 +144,17 @@ class ImplicitHancock:
             sp = np.abs(P[1])
             sp += c * sq
             dt = min((cfl if dense else cfl_r) * dx / np.maximum.reduce(sp), t_end - t)
-            for attempt in range(8):
-                Un, Wn = self.step(U, W, P, sq, dt, attempt > 0, dense)
-                Pn = primitives(Un)
-                if _min(Pn[0:3:2], axis=None) > 0 and np.isfinite(Pn.sum()):
-                    break
-                fallbacks += 1
-                if attempt > 0:
-                    dt *= 0.5
-            else:
-                raise FloatingPointError(f"moment solver: no positive state at t = {t:.4g} even first order")
-            U, W, P, t, steps = Un, Wn, Pn, t + dt, steps + 1
+            (U, W, P), dt, redone = step_with_fallback(
+                lambda dt, safe: self._admissible(self.step(U, W, P, sq, dt, safe, dense)), dt, t)
+            t, steps, fallbacks = t + dt, steps + 1, fallbacks + redone
             sq = np.sqrt(P[2])
         return U, W, P, steps, fallbacks
+
+    @staticmethod
+    def _admissible(UW):
+        """(U, W, P) of a step's (U, W), or None where rho or T <= 0 or a value is not finite."""
+        Pn = primitives(UW[0])
+        return (*UW, Pn) if _min(Pn[0:3:2], axis=None) > 0 and np.isfinite(Pn.sum()) else None
 
     def step(self, U, W, P, sq, dt, safe=False, dense=True):
         """(U1 [3, nx], W1 [M, nx]) one step dt after U, W with P = primitives(U), sq = sqrt(T);

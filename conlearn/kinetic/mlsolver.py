@@ -113,6 +113,11 @@ def _relax(W0, L, rho, w_eq, kn, dt):
     return e * W0 + (1.0 - e) * rho[..., None] * w_eq[:, None] + phi * dt * L
 
 
+def _admissible(UW):
+    """The step's (U, W), or None when :func:`_ok` refuses U."""
+    return UW if _ok(UW[0]) else None
+
+
 def _ok(U) -> bool:
     rho, _, T = primitive(U)
     return bool(np.all(rho > 0) and np.all(T > 0) and np.all(np.isfinite(U)))
@@ -150,16 +155,9 @@ def solve_stack(closure: StackedClosure, x, rho, u, T, kn, t_end, bc="periodic",
     while t < t_end * (1 - 1e-12):
         r, uu, TT = primitive(U)
         dt = min(cfl * dx / np.max(np.abs(uu) + wave_speed * np.sqrt(TT)), t_end - t)
-        for attempt in range(8):
-            Un, Wn = step(U, W, closure, kn, dt, dx, idx, wave_speed, attempt > 0, w_damping)
-            if _ok(Un):
-                break
-            fallbacks += 1
-            if attempt > 0:
-                dt *= 0.5
-        else:
-            raise FloatingPointError(f"moment solver: no positive state at t = {t:.4g} even first order")
-        U, W, t, steps = Un, Wn, t + dt, steps + 1
+        (U, W), dt, redone = fv.step_with_fallback(lambda dt, safe: _admissible(
+            step(U, W, closure, kn, dt, dx, idx, wave_speed, safe, w_damping)), dt, t)
+        t, steps, fallbacks = t + dt, steps + 1, fallbacks + redone
     r, uu, TT = primitive(U)
     wall = time.perf_counter() - t0
     return [{"x": np.asarray(x, float), "rho": r[k], "u": uu[k], "T": TT[k], "w": W[k] / r[k][:, None],
