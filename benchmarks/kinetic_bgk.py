@@ -123,11 +123,12 @@ def profile(model_dir: str, nx: int, top: int = 12) -> list[str]:
 
 
 COST_SETTINGS = (("explicit Hancock, cfl 0.45 (session 8)", {"w_implicit": False}),
-                 ("implicit W damping, cfl 0.45", {"w_implicit": True, "implicit_cfl": 0.45, "rarefied_cfl": 0.45}),
-                 ("implicit, cfl 0.75", {"w_implicit": True, "implicit_cfl": 0.75, "rarefied_cfl": 0.75}),
-                 ("implicit, cfl 0.75 / rarefied 0.9 (default)", {"w_implicit": True, "implicit_cfl": 0.75,
-                                                                  "rarefied_cfl": 0.9}),
-                 ("implicit, cfl 0.9", {"w_implicit": True, "implicit_cfl": 0.9, "rarefied_cfl": 0.9}))
+                 ("implicit, cfl 0.75 / rarefied 0.9, numpy step (session 9)",
+                  {"w_implicit": True, "implicit_cfl": 0.75, "rarefied_cfl": 0.9, "kernel": "numpy"}),
+                 ("implicit, cfl 0.75 / rarefied 0.9, numba step (default)",
+                  {"w_implicit": True, "implicit_cfl": 0.75, "rarefied_cfl": 0.9, "kernel": "numba"}),
+                 ("implicit, cfl 0.9, numba step",
+                  {"w_implicit": True, "implicit_cfl": 0.9, "rarefied_cfl": 0.9, "kernel": "numba"}))
 
 
 def cost(model_dir: str, nx: int, repeat: int = 3) -> list[str]:
@@ -191,7 +192,8 @@ def speeds(model_dir: str) -> list[str]:
 
 
 SETTINGS = {"w_implicit": bool, "implicit_cfl": float, "rarefied_cfl": float, "cfl": float, "w_damping": float, "wave_speed": float,
-            "flux": str, "scheme": str}
+            "flux": str, "scheme": str, "kernel": str}
+CHOICES = {"flux": ("hllc", "rusanov"), "scheme": ("hancock", "rk2"), "kernel": ("numba", "numpy")}
 
 
 def parse_settings(items: list[str]) -> dict:
@@ -206,6 +208,8 @@ def parse_settings(items: list[str]) -> dict:
             if value.lower() not in ("true", "false"):
                 raise SystemExit(f"--solver {item}: {key} must be true or false")
             out[key] = value.lower() == "true"
+        elif key in CHOICES and value not in CHOICES[key]:
+            raise SystemExit(f"--solver {item}: {key} must be one of {', '.join(CHOICES[key])}")
         else:
             out[key] = kind(value)
     return out
@@ -221,7 +225,8 @@ def main(argv=None) -> int:
     ap.add_argument("--md", help="write the tables (markdown) here")
     ap.add_argument("--profile", action="store_true", help="only profile one ML and one kinetic solve (Sod, Kn = 0.1)")
     ap.add_argument("--solver", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a solver setting of the model (e.g. implicit_cfl=0.9, w_implicit=false)")
+                    help="override a solver setting of the model (e.g. implicit_cfl=0.9, w_implicit=false, "
+                    "kernel=numpy)")
     ap.add_argument("--cost", action="store_true", help="only CPU ms per solve of the ML solve's time-stepping "
                     "settings against the kinetic solve (Sod and the wave at Kn = 1e-3, 0.1, 10)")
     ap.add_argument("--speeds", action="store_true", help="only the fraction of complex characteristic speeds "

@@ -154,6 +154,8 @@ class Solver(_Strict):
                                 "final model's solve when w_implicit")
     rarefied_cfl: float = Field(0.9, gt=0, le=1, description="the same in the steps where the mean free path "
                                 "Kn*sqrt(T)/rho is at least a cell everywhere (w_implicit only)")
+    kernel: Literal["numba", "numpy"] = Field("numba", description="final model's implicit step: compiled "
+                                              "(numba) or numpy (the reference); equal to round-off")
 
     @model_validator(mode="after")
     def _stable(self):

@@ -217,12 +217,14 @@ def hancock_step(U, W, closure, kn, dt, dx, idx, c, flux="hllc", w_damping=2.0, 
 
 
 def solve(closure, x, rho, u, T, kn, t_end, bc="periodic", *, wave_speed=3.0, cfl=0.45, w_damping=2.0,
-          flux="hllc", scheme="hancock", w_implicit=False, cfl_rarefied=None) -> dict:
+          flux="hllc", scheme="hancock", w_implicit=False, cfl_rarefied=None, kernel="numba") -> dict:
     """The moment-system solution at t_end from the Maxwellian rho, u, T [nx] with one closure
     (``terms(w [M, N]) -> [6, M, N]``, ``clip``, ``w_eq``; e.g. :class:`.fused.MeanClosure`).
     Time step dt = cfl dx / max(|u| + wave_speed sqrt(T)) (stable for cfl * w_damping <= 1; with
     ``w_implicit``, W's damping implicit (:mod:`.meanstep`, scheme "hancock" only), for cfl <= 1, and
     cfl_rarefied (default cfl) in the steps where the mean free path is at least a cell everywhere).
+    ``kernel``: "numba" (the implicit step compiled, :mod:`.stepkernel`) or "numpy" (:mod:`.meanstep`,
+    the reference); the explicit schemes are numpy either way.
 
     Returns {"x", "rho", "u", "T", "w" [nx, M], "U" [nx, 3], "steps", "fallbacks", "wall_s"}."""
     if flux not in FLUXES:
@@ -231,6 +233,9 @@ def solve(closure, x, rho, u, T, kn, t_end, bc="periodic", *, wave_speed=3.0, cf
         raise ValueError(f"scheme: unknown time stepping {scheme!r}; allowed: {', '.join(SCHEMES)}")
     if w_implicit and scheme != "hancock":
         raise ValueError(f"w_implicit: the implicit W damping needs scheme 'hancock', got {scheme!r}")
+    from .stepkernel import check_kernel
+
+    check_kernel(kernel)
     advance = hancock_step if scheme == "hancock" else step
     t0 = time.perf_counter()
     dx = fv.check_cells(x)
@@ -244,8 +249,9 @@ def solve(closure, x, rho, u, T, kn, t_end, bc="periodic", *, wave_speed=3.0, cf
     t, steps, fallbacks = 0.0, 0, 0
     if w_implicit:
         from .meanstep import ImplicitHancock
+        from .stepkernel import KernelHancock
 
-        stepper = ImplicitHancock(closure, len(x), dx, idx, kn, wave_speed, w_damping, flux)
+        stepper = (KernelHancock if kernel == "numba" else ImplicitHancock)(closure, len(x), dx, idx, kn, wave_speed, w_damping, flux)
         U, W, P, steps, fallbacks = stepper.run(U, W, t_end, cfl, cfl_rarefied)
 
     def attempt(dt, safe):

@@ -182,9 +182,10 @@ class MomentClosure:
 
     def __init__(self, members: list[Member], wave_speed: float = 3.0, cfl: float = 0.45, w_damping: float = 2.0,
                  flux: str = "hllc", dtype: str = "float32", scheme: str = "hancock", w_implicit: bool = True,
-                 implicit_cfl: float = 0.75, rarefied_cfl: float = 0.9):
+                 implicit_cfl: float = 0.75, rarefied_cfl: float = 0.9, kernel: str = "numba"):
         from .fused import MeanClosure
         from .meansolve import FLUXES, SCHEMES
+        from .stepkernel import check_kernel
 
         if not members:
             raise ValueError("a moment closure needs at least one member")
@@ -205,12 +206,13 @@ class MomentClosure:
         if w_implicit and scheme != "hancock":
             raise ValueError("w_implicit: the implicit W damping needs scheme 'hancock'")
         self.w_implicit, self.implicit_cfl, self.rarefied_cfl = w_implicit, float(implicit_cfl), float(rarefied_cfl)
+        self.kernel = check_kernel(kernel)                # the implicit step compiled (numba) or numpy's
 
     @property
     def settings(self) -> dict:
         return {"wave_speed": self.wave_speed, "cfl": self.cfl, "w_damping": self.w_damping, "flux": self.flux,
                 "scheme": self.scheme, "w_implicit": self.w_implicit, "implicit_cfl": self.implicit_cfl,
-                "rarefied_cfl": self.rarefied_cfl}
+                "rarefied_cfl": self.rarefied_cfl, "kernel": self.kernel}
 
     def solve(self, x, rho, u, T, kn, t_end, bc="periodic", members: bool = False) -> dict:
         from .meansolve import solve
@@ -218,7 +220,7 @@ class MomentClosure:
         out = solve(self.mean, x, rho, u, T, kn, t_end, bc, wave_speed=self.wave_speed,
                     cfl=self.implicit_cfl if self.w_implicit else self.cfl, w_damping=self.w_damping,
                     flux=self.flux, scheme=self.scheme, w_implicit=self.w_implicit,
-                    cfl_rarefied=self.rarefied_cfl if self.w_implicit else None)
+                    cfl_rarefied=self.rarefied_cfl if self.w_implicit else None, kernel=self.kernel)
         if members:
             runs = solve_stack(self.stacked, x, rho, u, T, kn, t_end, bc, wave_speed=self.wave_speed, cfl=self.cfl,
                                w_damping=self.w_damping)
