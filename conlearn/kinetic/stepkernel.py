@@ -335,10 +335,11 @@ def _relax(W0, U1, Z, M, nx, prm, w_eq, eq, periodic, W1):
             W1[m, i] = B[m, i] - f * B[M, i]
 
 
-def _step(U, W, P, w, terms, G, wh, Z, prm, w_eq, flags, U1, W1, P1):
+def _step(U, W, P, w, terms, G, wh, Z, prm, w_eq, lohi, flags, U1, W1, P1, w1):
     """One implicit Hancock step dt = prm[4] (prm = dx, kn, c, w_damping, dt, kn/dx) of U, W with
-    P = primitives(U), the clipped w and the closure's solver terms, into U1, W1, P1 = primitives(U1).
-    flags = (safe, dense, eq, periodic, rusanov). Returns (admissible, dense, max(|u| + c sqrt T))
+    P = primitives(U), the clipped w and the closure's solver terms, into U1, W1, P1 = primitives(U1)
+    and w1 = the clip of W1/rho1 to lohi [2, M] (the next step's closure input; flags[5]: clip here).
+    flags = (safe, dense, eq, periodic, rusanov, clip). Returns (admissible, dense, max(|u| + c sqrt T))
     of the new state (rho, T > 0 and finite)."""
     M, nx = W.shape
     dx, kn, c, dt = prm[0], prm[1], prm[2], prm[4]
@@ -358,7 +359,10 @@ def _step(U, W, P, w, terms, G, wh, Z, prm, w_eq, flags, U1, W1, P1):
         for i in range(nx):
             U1[k, i] = (Z[F0 + k, i] - Z[F0 + k, i + 1]) * cdx + U[k, i]
     _relax(W, U1, Z, M, nx, prm, w_eq, eq, periodic, W1)
-    return _primitives_info(U1, P1, c, prm[5])
+    info = _primitives_info(U1, P1, c, prm[5])
+    if info[0] and flags[5]:
+        _clip(W1, P1[0], lohi[0], lohi[1], w1)
+    return info
 
 
 def _primitives_info(U, P, c, kdx):
@@ -399,7 +403,7 @@ if numba is not None:
     _jit = numba.njit(cache=True)
     _cells, _half_w, _predict, _hllc_jump, _fluxes, _thomas, _relax, _primitives_info, _clip = (
         _jit(f) for f in (_cells, _half_w, _predict, _hllc_jump, _fluxes, _thomas, _relax, _primitives_info, _clip))
-    _step = _jit(_step)
+    _step = _jit(_step)                                   # the only entry point (loading it costs ~0.1 s once)
 
 
 def check_kernel(kernel: str) -> str:
@@ -418,46 +422,53 @@ class KernelHancock(ImplicitHancock):
         M = self.M
         self.Z = np.zeros((_nz(M), nx + 4))
         self.wh[:] = 0.0
-        self.w = np.empty((M, nx))
         self.weq = np.ascontiguousarray(self.w_eq[:, 0], dtype=float)
-        self.lo1 = None if self.lo is None else np.ascontiguousarray(np.broadcast_to(self.lo, (M, 1))[:, 0], float)
-        self.hi1 = None if self.hi is None else np.ascontiguousarray(np.broadcast_to(self.hi, (M, 1))[:, 0], float)
+        clip = self.lo is not None
+        self.lohi = np.zeros((2, M))
+        if clip:
+            self.lohi[0], self.lohi[1] = np.broadcast_to(self.lo, (M, 1))[:, 0], np.broadcast_to(self.hi, (M, 1))[:, 0]
         self.prm = np.array([dx, kn, c, w_damping, 0.0, kn / dx])
-        self.flags = np.array([False, True, self.eq, self.periodic, flux == "rusanov"])
-        self.bufs = [(np.empty((3, nx)), np.empty((M, nx)), np.empty((3, nx))) for _ in range(2)]
+        self.flags = np.array([False, True, self.eq, self.periodic, flux == "rusanov", clip])
+        self.bufs = [tuple(np.empty(s) for s in ((3, nx), (M, nx), (3, nx), (M, nx))) for _ in range(2)]
 
     def run(self, U, W, t_end: float, cfl: float, cfl_rarefied: float | None = None):
         """As :meth:`.meanstep.ImplicitHancock.run`."""
-        P = primitives(U)
         U, W = np.ascontiguousarray(U, float), np.ascontiguousarray(W, float)
-        _, dense, sp = _primitives_info(U, P.copy(), self.c, self.prm[5])
+        P = primitives(U)
+        w = self._clipped(W, P[0], np.empty_like(W))
+        sq = np.sqrt(P[2])
+        dense = self.kn / self.dx * sq.min() < P[0].max()
+        sp = (np.abs(P[1]) + self.c * sq).max()
         t, steps, fallbacks, dx = 0.0, 0, 0, self.dx
         cfl_r = cfl if cfl_rarefied is None else cfl_rarefied
         k = 0
         while t < t_end * (1 - 1e-12):
             dt = min((cfl if dense else cfl_r) * dx / sp, t_end - t)
 
-            def attempt(dt, safe, U=U, W=W, P=P, dense=dense, out=self.bufs[k]):
-                U1, W1, P1, ok, dn, s = self.kernel_step(U, W, P, dt, safe, dense, out)
-                return (U1, W1, P1, dn, s) if ok else None
+            def attempt(dt, safe, U=U, W=W, P=P, w=w, dense=dense, out=self.bufs[k]):
+                *new, ok, dn, s = self.kernel_step(U, W, P, w, dt, safe, dense, out)
+                return (*new, dn, s) if ok else None
 
-            (U, W, P, dense, sp), dt, redone = step_with_fallback(attempt, dt, t)
+            (U, W, P, w, dense, sp), dt, redone = step_with_fallback(attempt, dt, t)
             t, steps, fallbacks, k = t + dt, steps + 1, fallbacks + redone, 1 - k
         return U.copy(), W.copy(), P.copy(), steps, fallbacks
 
-    def kernel_step(self, U, W, P, dt, safe=False, dense=True, out=None):
-        """(U1, W1, P1 = primitives(U1), admissible, dense, max(|u| + c sqrt T) of U1): one step dt
-        (as :meth:`.meanstep.ImplicitHancock.step`) of C-contiguous float64 U, W with P = primitives(U),
-        into ``out`` (three arrays like U, W, P; new ones if None)."""
+    def _clipped(self, W, rho, w):
+        """w = the closure's clip of W/rho (numpy; the kernel clips the next step's w itself)."""
+        self._clip(W, rho, w)
+        return w
+
+    def kernel_step(self, U, W, P, w, dt, safe=False, dense=True, out=None):
+        """(U1, W1, P1 = primitives(U1), w1 = clip(W1/rho1), admissible, dense, max(|u| + c sqrt T)
+        of U1): one step dt (as :meth:`.meanstep.ImplicitHancock.step`) of C-contiguous float64 U, W
+        with P = primitives(U) and w = clip(W/rho), into ``out`` (four arrays like U, W, P, w; new
+        ones if None)."""
         self.prm[4] = dt
         self.flags[0], self.flags[1] = safe, dense
-        w = self.w
-        if self.lo1 is not None:
-            _clip(W, P[0], self.lo1, self.hi1, w)
-        else:
-            self._clip(W, P[0], w)
         terms = np.ascontiguousarray(self.terms(w), dtype=float)
         if out is None:
-            out = (np.empty_like(U), np.empty_like(W), np.empty_like(P))
-        ok, dn, s = _step(U, W, P, w, terms, self.G, self.wh, self.Z, self.prm, self.weq, self.flags, *out)
+            out = (np.empty_like(U), np.empty_like(W), np.empty_like(P), np.empty_like(W))
+        ok, dn, s = _step(U, W, P, w, terms, self.G, self.wh, self.Z, self.prm, self.weq, self.lohi, self.flags, *out)
+        if ok and not self.flags[5]:
+            self._clip(out[1], out[2][0], out[3])
         return (*out, ok, dn, s)

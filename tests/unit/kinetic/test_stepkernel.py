@@ -102,7 +102,9 @@ def test_one_step_equals_numpy_first_order_and_second(closures, bc):
     for safe in (False, True):
         for dense in (True, False):
             U1, W1 = ref.step(U, W, P, np.sqrt(P[2]), 0.004, safe, dense)
-            K1, V1, Q1, ok, _, _ = ker.kernel_step(U, W, P, 0.004, safe, dense)
+            w = np.minimum(np.maximum(W / rho, mc._lo0), mc._hi0)
+            K1, V1, Q1, w1, ok, _, _ = ker.kernel_step(U, W, P, w, 0.004, safe, dense)
+            assert np.array_equal(w1, np.minimum(np.maximum(V1 / Q1[0], mc._lo0), mc._hi0))
             assert ok and np.allclose(Q1, primitives(U1), rtol=1e-14, atol=0)
             assert np.abs(K1 - U1).max() < 1e-14 * np.abs(U1).max(), (safe, dense)
             assert np.abs(V1 - W1).max() < 1e-13 * np.abs(W1).max(), (safe, dense)
