@@ -60,7 +60,6 @@ class MomentExplorer:
     wave_speed: float = 3.0
     cfl: float = 0.45
     w_damping: float = 2.0
-    kernel: str = "numba"          # the final model's step kernel (solver.kernel); member solves are numpy
 
     def explore(self, models, condition: Condition, ctx: TaskContext) -> ExploredBatch:
         spec, kn = condition.params["spec"], float(condition.params["kn"])

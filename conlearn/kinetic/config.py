@@ -134,6 +134,10 @@ class Closure(_Strict):
                               "squared imaginary part of the characteristic speeds at the minibatch's states")
     final_steps: int = Field(0, ge=0, description="after the last iteration, train every member this many more "
                              "steps on all the labels (the last iteration's too), warm-started; 0: no final training")
+    trust_quantile: float = Field(0.0, ge=0, lt=0.5, description="the closure's input range per moment: the q and "
+                                  "1 - q quantiles of the training cells' moments, widened by trust_margin of their "
+                                  "span (0: min to max, widened by 0.1); the solver clips its input to it")
+    trust_margin: float = Field(0.1, ge=0, description="widening of the quantile range (trust_quantile > 0)")
 
 
 class Solver(_Strict):

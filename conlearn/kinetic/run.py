@@ -87,8 +87,9 @@ def build_loop(cfg: KineticConfig, run_dir: Path, executor, initial_data: list, 
     settings = TrainSettings(degree=c.degree, hidden=tuple(c.hidden),
                              decoder_hidden=tuple(c.decoder_hidden), ae_steps=c.ae_steps, steps=c.steps,
                              reuse_steps=c.reuse_steps, lr=c.lr, batch=c.batch, linear=c.linear,
-                             hyperbolic=c.hyperbolic)
-    explorer = MomentExplorer(nx=cfg.grid.nx, t_end=cfg.grid.t_end, **cfg.solver.model_dump(exclude={"flux", "scheme", "w_implicit", "implicit_cfl", "rarefied_cfl"}))
+                             hyperbolic=c.hyperbolic, trust_quantile=c.trust_quantile,
+                             trust_margin=c.trust_margin)
+    explorer = MomentExplorer(nx=cfg.grid.nx, t_end=cfg.grid.t_end, **cfg.solver.model_dump(exclude={"flux", "scheme", "w_implicit", "implicit_cfl", "rarefied_cfl", "kernel"}))
     selector = TrustWindowSelector(lo=s.trust_lo, hi=s.trust_hi, threshold=s.converge_fraction,
                                    max_select=s.max_select, order=s.order)
     loop = LoopSettings(n_models=c.n_models, max_iterations=cfg.loop.max_iterations,
