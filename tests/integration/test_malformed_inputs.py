@@ -246,7 +246,7 @@ CASES = [
     Case("rid-unknown-key", example("rid_toy.yaml", "n_walkers: 4", "n_walker: 4"),
          (LINE, r"unknown key 'explore\.n_walker'")),
     Case("kinetic-quoted-nx", example("kinetic_bgk.yaml", "nx: 100", 'nx: "100"'), (LINE, r"grid\.nx", "without quotes")),
-    Case("kinetic-unknown-key", example("kinetic_bgk.yaml", "degree: 4", "degre: 4"),
+    Case("kinetic-unknown-key", example("kinetic_bgk.yaml", "degree: 5", "degre: 5"),
          (LINE, r"unknown key 'closure\.degre'")),
     Case("cg-quoted-n_molecules", example("cg_water.yaml", "n_molecules: 236", 'n_molecules: "236"'),
          (LINE, r"system\.n_molecules", "without quotes")),
