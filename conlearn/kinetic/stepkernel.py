@@ -234,6 +234,18 @@ def _fluxes(G, wh, Z, M, nx, prm, safe, dense, rusanov):
     return hllc
 
 
+def _star(n, S, ss, p, v, E, r):
+    """(star density, star energy - E) of one side of an HLLC face: n = (S - v) r, contact speed ss."""
+    kk = n / (S - ss)
+    e = p / n
+    e += ss
+    e *= ss - v
+    e += E / r
+    e *= kk
+    e -= E
+    return kk, e
+
+
 def _hllc_jump(r0, r1, v0, v1, p0, p1, E0, E1, m0, m1, s0, s1, f10, f11, f20, f21):
     """Euler HLLC flux minus the central average of the Euler fluxes at one face (as
     meanstep._hllc_jump; f1, f2: the Euler momentum and energy fluxes of each side)."""
@@ -246,23 +258,11 @@ def _hllc_jump(r0, r1, v0, v1, p0, p1, E0, E1, m0, m1, s0, s1, f10, f11, f20, f2
     n1 = (SR - v1) * r1
     ss = (p1 - p0 + v0 * n0 - v1 * n1) / (n0 - n1)
     if ss >= 0:                                          # the left star state
-        kk = n0 / (SL - ss)
-        e = p0 / n0
-        e += ss
-        e *= ss - v0
-        e += E0 / r0
-        e *= kk
-        e -= E0
+        kk, e = _star(n0, SL, ss, p0, v0, E0, r0)
         s = SL if SL < 0.0 else 0.0
         return ((kk - r0) * s - 0.5 * (m1 - m0), (kk * ss - m0) * s - 0.5 * (f11 - f10),
                 e * s - 0.5 * (f21 - f20))
-    kk = n1 / (SR - ss)
-    e = p1 / n1
-    e += ss
-    e *= ss - v1
-    e += E1 / r1
-    e *= kk
-    e -= E1
+    kk, e = _star(n1, SR, ss, p1, v1, E1, r1)
     s = SR if SR > 0.0 else 0.0
     return ((kk - r1) * s + 0.5 * (m1 - m0), (kk * ss - m1) * s + 0.5 * (f11 - f10),
             e * s + 0.5 * (f21 - f20))
@@ -401,8 +401,9 @@ def _clip(W, rho, lo, hi, w):
 
 if numba is not None:
     _jit = numba.njit(cache=True)
-    _cells, _half_w, _predict, _hllc_jump, _fluxes, _thomas, _relax, _primitives_info, _clip = (
-        _jit(f) for f in (_cells, _half_w, _predict, _hllc_jump, _fluxes, _thomas, _relax, _primitives_info, _clip))
+    _cells, _half_w, _predict, _star, _hllc_jump, _fluxes, _thomas, _relax, _primitives_info, _clip = (
+        _jit(f) for f in (_cells, _half_w, _predict, _star, _hllc_jump, _fluxes, _thomas, _relax, _primitives_info,
+                          _clip))
     _step = _jit(_step)                                   # the only entry point (loading it costs ~0.1 s once)
 
 
